@@ -1,0 +1,336 @@
+"""Streaming covariance of layer outputs in constant memory (SPEC C1).
+
+The dissertation (Richter 2022, section 6.1.3, eq. 10-11) accumulates the running sum of squares
+``sum_b A_b^T A_b`` and the running sum, and subtracts the outer product of the mean at the end.
+That one-pass formula cancels catastrophically when the mean is large against the spread (with a
+mean offset of 1e6 and unit variance it keeps no correct digit in float64). Here every batch is
+centred on its own mean first and batches are combined with the pairwise update of Chan, Golub &
+LeVeque (1979)::
+
+    n    = n_a + n_b
+    d    = mean_b - mean_a
+    mean = mean_a + d * n_b / n
+    M    = M_a + M_b + (d d^T) * n_a * n_b / n        # M: co-moment, sum of centred outer products
+
+The covariance is ``M / (n - ddof)``, with ``ddof = 0`` by default as in eq. 11 (saturation and
+intrinsic dimension do not depend on the scale).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Literal, Self
+
+import torch
+
+from layerscope.errors import LayerTooWideError, NonFiniteBatchWarning, StateMismatchError
+from layerscope.stats.base import StreamingStatistic
+
+__all__ = ["DEFAULT_MAX_FEATURES", "CovarianceResult", "StreamingCovariance"]
+
+Precision = Literal["float64", "mixed"]
+
+#: Default width guard: an 8192 x 8192 float64 covariance takes 512 MiB (and as much again for a
+#: batch's Gram matrix while updating).
+DEFAULT_MAX_FEATURES = 8192
+
+
+@dataclass(frozen=True)
+class CovarianceResult:
+    """What :meth:`StreamingCovariance.compute` returns; all tensors are float64.
+
+    Attributes:
+        count: number of samples folded in.
+        mean: (d,) mean of the samples, or ``None`` when ``count == 0``.
+        covariance: (d, d) covariance ``M / (count - ddof)``, or ``None`` when there are too few
+            samples; then ``reason`` says why.
+        num_features: d.
+        rejected_batches: batches refused because they held NaN or inf.
+        reason: why ``covariance`` is missing, else ``None``.
+    """
+
+    count: int
+    mean: torch.Tensor | None
+    covariance: torch.Tensor | None
+    num_features: int
+    rejected_batches: int = 0
+    reason: str | None = None
+
+
+class _Workspace(threading.local):
+    """One reusable flat buffer per (device, dtype) and thread.
+
+    Allocating a fresh (n, d) float64 matrix per batch costs more than the Gram product itself on
+    CPU (first-touch page faults), and hooks run one at a time, so all accumulators of a thread
+    share one buffer that grows to the largest batch seen.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def get(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if device.type != "cpu":  # the CUDA caching allocator already reuses memory
+            return torch.empty(numel, dtype=dtype, device=device)
+        key = (device, dtype)
+        buffer = self.buffers.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=dtype, device=device)
+            self.buffers[key] = buffer
+        return buffer[:numel]
+
+
+_WORKSPACE = _Workspace()
+
+
+def release_workspaces() -> None:
+    """Free the scratch buffers that covariance updates reuse in this thread."""
+    _WORKSPACE.buffers.clear()
+
+
+def _format_bytes(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if num_bytes < 1024 or unit == "TiB":
+            return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+        num_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+class StreamingCovariance(StreamingStatistic):
+    """Covariance of a stream of (n, d) sample matrices, numerically stable, in float64.
+
+    Args:
+        num_features: d, the width of every sample row.
+        precision: ``"float64"`` (default) centres and multiplies each batch in float64.
+            ``"mixed"`` centres and forms the batch Gram matrix in float32 and only accumulates
+            in float64: about 2-3x faster on CPU, with a relative error of the order of
+            ``1e-7 * sqrt(n)`` per batch (float32 rounding in the Gram sums).
+        device: where the state lives. ``None`` (default) follows the first batch's device.
+        max_samples: if set, a batch with more rows is reduced to ``max_samples`` rows drawn
+            uniformly without replacement (seeded by ``seed``).
+        max_features: width guard; a larger ``num_features`` is refused before any allocation.
+        name: used in messages (e.g. the layer name).
+        seed: seed of the sample cap's random generator.
+
+    State (see :attr:`reductions`): ``count`` (sum), ``mean`` and ``comoment`` (reduction
+    ``"chan"``: combine by the pairwise formula; :meth:`sync` does it across processes with
+    all-reduce sums after re-centring every rank on the global mean), ``rejected_batches`` (sum).
+
+    Example:
+        >>> import torch
+        >>> cov = StreamingCovariance(num_features=3)
+        >>> x = torch.randn(1000, 3)
+        >>> cov.update(x[:600]); cov.update(x[600:])
+        >>> result = cov.compute()
+        >>> result.count
+        1000
+        >>> reference = torch.cov(x.double().T, correction=0)
+        >>> torch.allclose(result.covariance, reference)
+        True
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        precision: Precision = "float64",
+        device: torch.device | str | None = None,
+        max_samples: int | None = None,
+        max_features: int = DEFAULT_MAX_FEATURES,
+        name: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        label = f"layer {name!r}" if name else "StreamingCovariance"
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
+            raise ValueError(f"{label}: num_features must be a positive int, got {num_features!r}")
+        if precision not in ("float64", "mixed"):
+            raise ValueError(f"{label}: precision must be 'float64' or 'mixed', got {precision!r}")
+        if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 2):
+            raise ValueError(
+                f"{label}: max_samples must be an int >= 2 or None, got {max_samples!r}"
+            )
+        if num_features > max_features:
+            matrix = num_features * num_features * 8
+            raise LayerTooWideError(
+                f"{label} has {num_features} output features; its {num_features} x "
+                f"{num_features} float64 covariance needs {_format_bytes(matrix)} (and as much "
+                f"again while updating), above the limit max_features={max_features}. Exclude "
+                f"the layer, downsample or pool its output, or raise max_features to "
+                f"{num_features} if the memory is there."
+            )
+        self.num_features = num_features
+        self.precision: Precision = precision
+        self.max_samples = max_samples
+        self.name = name
+        self.seed = seed
+        self._follow_input_device = device is None
+        state_device = torch.device("cpu") if device is None else torch.device(device)
+        f64 = dict(dtype=torch.float64, device=state_device)
+        self.add_state("count", torch.zeros((), **f64), "sum")
+        zero = torch.zeros((), **f64)
+        self.add_state("mean", zero.expand(num_features), "chan")
+        self.add_state("comoment", zero.expand(num_features, num_features), "chan")
+        self.add_state(
+            "rejected_batches", torch.zeros((), dtype=torch.int64, device=state_device), "sum"
+        )
+        self._generator: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ update
+    def update(self, x: torch.Tensor) -> None:
+        """Fold in a batch ``x`` of shape (n, d), or (..., d) where all leading axes are samples.
+
+        Passing a channels-last *view* of a feature map (``x.movedim(1, -1)``) avoids one copy:
+        the batch is copied once, strided, into a reused float64 (or float32) scratch buffer.
+
+        A batch holding NaN or inf is not folded in; it is counted in ``rejected_batches`` and
+        reported by a warning when :meth:`compute` runs. The check needs no host-device
+        synchronisation, so it costs nothing on GPU.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"{self._label()}: update() takes a torch.Tensor, got {type(x).__name__}"
+            )
+        if x.dim() < 2 or x.shape[-1] != self.num_features:
+            raise ValueError(
+                f"{self._label()}: update() takes a (n, {self.num_features}) tensor (or (..., "
+                f"{self.num_features})), got shape {tuple(x.shape)}; turn feature maps into "
+                f"samples x features with layerscope.stats.to_samples first"
+            )
+        if x.numel() == 0:
+            return
+        x = x.detach()
+        if self._follow_input_device and x.device != self.device:
+            self.to(x.device)
+        if x.device != self.device:
+            x = x.to(self.device)
+        n = x.numel() // self.num_features
+        if self.max_samples is not None and n > self.max_samples:
+            x = x.reshape(n, self.num_features)[self._subsample_index(n, x.device)]
+        batch_count, batch_mean, batch_comoment = self._batch_moments(x)
+        self._fold(batch_count, batch_mean, batch_comoment)
+
+    def _label(self) -> str:
+        return f"layer {self.name!r}" if self.name else "StreamingCovariance"
+
+    def _subsample_index(self, n: int, device: torch.device) -> torch.Tensor:
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        index = torch.randperm(n, generator=self._generator)[: self.max_samples]
+        return index.to(device)
+
+    def _batch_moments(self, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """Count, float64 mean and float64 co-moment of one batch, centred on its own mean."""
+        d = self.num_features
+        n = x.numel() // d
+        work_dtype = torch.float64 if self.precision == "float64" else torch.float32
+        buffer = _WORKSPACE.get(n * d, work_dtype, x.device)
+        buffer.view(x.shape).copy_(x)  # one strided copy, converting the dtype
+        centred = buffer.view(n, d)
+        mean = centred.mean(dim=0)
+        centred.sub_(mean)
+        if self.precision == "float64":
+            return n, mean, centred.T @ centred  # (d, d) co-moment of the batch
+        # Mixed: the float32 mean is off by r = mean(x - mean32), a tiny vector that float32
+        # measures accurately now that the data is centred. Since
+        # sum (x - m32)(x - m32)^T = M + n r r^T, subtract n r r^T in float64.
+        residual = centred.mean(dim=0).to(torch.float64)
+        gram = (centred.T @ centred).to(torch.float64)
+        gram -= torch.outer(residual, residual * n)
+        return n, mean.to(torch.float64) + residual, gram
+
+    def _fold(self, n_b: int, mean_b: torch.Tensor, comoment_b: torch.Tensor) -> None:
+        """Chan's pairwise update; a non-finite batch is dropped without a host sync."""
+        finite = torch.isfinite(mean_b).all() & torch.isfinite(comoment_b.diagonal()).all()
+        n_a = self.count
+        n = n_a + n_b
+        delta = mean_b - self.mean
+        new_mean = self.mean + delta * (n_b / n)
+        new_comoment = self.comoment + comoment_b
+        new_comoment += torch.outer(delta, delta * (n_a * n_b / n))
+        self.mean = torch.where(finite, new_mean, self.mean)
+        self.comoment = torch.where(finite, new_comoment, self.comoment)
+        self.count = torch.where(finite, n, n_a)
+        self.rejected_batches = self.rejected_batches + (~finite).to(torch.int64)
+
+    # ------------------------------------------------------------------ merge / sync
+    def merge(self, other: StreamingCovariance) -> Self:
+        """Fold another accumulator's state into this one; equal to updating with its batches."""
+        if not isinstance(other, StreamingCovariance):
+            raise TypeError(f"can only merge a StreamingCovariance, got {type(other).__name__}")
+        if other.num_features != self.num_features:
+            raise StateMismatchError(
+                f"cannot merge covariances of {other.num_features} and {self.num_features} features"
+            )
+        n_b = other.count.to(self.device)
+        if float(n_b) == 0:
+            self.rejected_batches = self.rejected_batches + other.rejected_batches.to(self.device)
+            return self
+        self._fold(n_b, other.mean.to(self.device), other.comoment.to(self.device))
+        self.rejected_batches = self.rejected_batches + other.rejected_batches.to(self.device)
+        return self
+
+    def sync(self, group=None) -> Self:
+        """Combine the state of all processes of ``group`` in place (torch.distributed).
+
+        Uses only all-reduce sums, so memory stays O(d^2) whatever the world size: first the
+        counts and count-weighted means give the global mean ``g``; then every rank re-centres
+        its co-moment on ``g`` (``M_r + n_r (m_r - g)(m_r - g)^T``, which is exact) and those
+        are summed. Without an initialised process group this is a no-op.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        count = self.count.clone()
+        weighted_mean = self.mean * self.count
+        dist.all_reduce(count, group=group)
+        dist.all_reduce(weighted_mean, group=group)
+        global_mean = weighted_mean / count.clamp(min=1)
+        offset = self.mean - global_mean
+        comoment = self.comoment + torch.outer(offset, offset * self.count)
+        dist.all_reduce(comoment, group=group)
+        rejected = self.rejected_batches.clone()
+        dist.all_reduce(rejected, group=group)
+        self.count, self.mean, self.comoment = count, global_mean, comoment
+        self.rejected_batches = rejected
+        return self
+
+    # ------------------------------------------------------------------ compute
+    def compute(self, ddof: int = 0) -> CovarianceResult:
+        """Count, mean and covariance ``comoment / (count - ddof)``, all float64.
+
+        With fewer than 2 samples (or not more than ``ddof``) the covariance is ``None`` and
+        ``reason`` says why; batches rejected for NaN/inf are reported by a
+        :class:`~layerscope.errors.NonFiniteBatchWarning`.
+        """
+        count = int(self.count.item())
+        rejected = int(self.rejected_batches.item())
+        if rejected:
+            warnings.warn(
+                f"{self._label()}: {rejected} batch(es) containing NaN or inf were rejected and "
+                f"not included in the covariance of {count} samples",
+                NonFiniteBatchWarning,
+                stacklevel=2,
+            )
+        mean = self.mean.clone() if count > 0 else None
+        if count < max(2, ddof + 1):
+            return CovarianceResult(
+                count,
+                mean,
+                None,
+                self.num_features,
+                rejected,
+                reason=f"covariance needs at least {max(2, ddof + 1)} samples, got {count}",
+            )
+        covariance = self.comoment / (count - ddof)
+        # Symmetrise: the rank-1 corrections are symmetric only up to rounding.
+        covariance = (covariance + covariance.T) / 2
+        return CovarianceResult(count, mean, covariance, self.num_features, rejected)
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamingCovariance(num_features={self.num_features}, precision={self.precision!r}, "
+            f"count={int(self.count.item())}, device={self.device})"
+        )
