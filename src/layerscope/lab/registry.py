@@ -1,0 +1,107 @@
+"""Registries: a decorator and a dict (after timm's ``_registry.py`` / ``_factory.py``).
+
+Models, datasets, optimizers and metrics each have one :class:`Registry`. Users extend them
+without touching layerscope, with the decorator or through the entry-point group
+``layerscope.<kind>`` (e.g. ``layerscope.models``) of an installed package, whose objects are
+callables registered under the entry point's name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from layerscope.errors import UnknownNameError
+
+__all__ = ["Registry"]
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+class Registry(Generic[T]):
+    """Named factories of one kind.
+
+    Example:
+        >>> widgets = Registry("widget")
+        >>> @widgets.register("square")
+        ... def make_square(size=2):
+        ...     return [[0] * size] * size
+        >>> widgets.create("square", size=1)
+        [[0]]
+        >>> widgets.list()
+        ['square']
+        >>> widgets.create("sqare")
+        Traceback (most recent call last):
+        ...
+        layerscope.errors.UnknownNameError: unknown widget 'sqare'. Did you mean 'square'? Known widgets: square.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, T] = {}
+        self._entry_points_loaded = entry_point_group is None
+
+    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[T], T]:
+        """Decorator registering a factory under ``name`` (default: its ``__name__``).
+
+        A duplicate name is an error unless ``override=True``.
+        """
+
+        def decorator(factory: T) -> T:
+            self.add(name or factory.__name__, factory, override=override)
+            return factory
+
+        return decorator
+
+    def add(self, name: str, factory: T, *, override: bool = False) -> None:
+        """Register ``factory`` under ``name`` (the non-decorator form)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} names must be non-empty strings, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"{self.kind} {name!r}: the registered object must be callable")
+        if name in self._entries and not override:
+            raise ValueError(
+                f"a {self.kind} named {name!r} is already registered; pick another name or pass "
+                f"override=True"
+            )
+        self._entries[name] = factory
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for entry in entry_points(group=self.entry_point_group):
+            if entry.name not in self._entries:
+                self._entries[entry.name] = entry.load()
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching the ``fnmatch`` pattern."""
+        self._load_entry_points()
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._entries
+
+    def get(self, name: str) -> T:
+        """The factory registered as ``name``; an unknown name suggests the closest ones."""
+        self._load_entry_points()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        known = self.list()
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
+        return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {shown}."
+
+    def create(self, name: str, /, **kwargs: Any) -> Any:
+        """Call the factory registered as ``name`` with ``kwargs``."""
+        return self.get(name)(**kwargs)

@@ -1,0 +1,242 @@
+"""Which modules are recorded, what they are called, and how their outputs become samples.
+
+The one description of a recorded layer is :class:`LayerInfo` (after timm's ``FeatureInfo``); the
+tracker, receptive-field analysis, probes, similarity and reports all read it instead of
+re-deriving names.
+
+Recorded by default (SPEC C3): ``Conv1d/2d/3d`` and their transposed forms, ``Linear`` (which
+includes the linear layers inside transformer blocks), ``LSTM``/``GRU``/``RNN`` (the output
+sequence) and ``MultiheadAttention`` (the attention output). Layer names are module paths
+(``features.3``); the index is the position in forward order once a forward pass has been seen,
+else registration order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from layerscope.stats.samples import channels_last_view
+
+__all__ = [
+    "CHANNELS_FIRST_TYPES",
+    "RECORDABLE_TYPES",
+    "LayerInfo",
+    "LayerSelectionError",
+    "describe_layers",
+    "features_view",
+    "layer_kind",
+    "output_features",
+    "select_layers",
+]
+
+_CONV = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+_RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
+#: Types whose (N, C, *spatial) outputs carry channels second; recorded only when included.
+CHANNELS_FIRST_TYPES: tuple[type[nn.Module], ...] = (
+    *_CONV,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+)
+RECORDABLE_TYPES: tuple[type[nn.Module], ...] = (
+    *_CONV,
+    nn.Linear,
+    *_RECURRENT,
+    nn.MultiheadAttention,
+)
+
+
+class LayerSelectionError(ValueError):
+    """include/exclude selected nothing, or named something that is not there."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A recorded layer.
+
+    Attributes:
+        name: module path in the model, e.g. ``"features.3"`` (unique).
+        index: position among recorded layers, in forward order once known.
+        type: class name, e.g. ``"Conv2d"``.
+        kind: ``"conv"``, ``"linear"``, ``"recurrent"`` or ``"attention"``.
+        num_features: output features (channels / units / hidden size x directions).
+        num_parameters: trainable parameters of the module itself.
+    """
+
+    name: str
+    index: int
+    type: str
+    kind: str
+    num_features: int
+    num_parameters: int
+
+    def with_index(self, index: int) -> LayerInfo:
+        return replace(self, index=index)
+
+
+def layer_kind(module: nn.Module) -> str:
+    """``"conv"``, ``"linear"``, ``"recurrent"``, ``"attention"`` or ``"other"``."""
+    if isinstance(module, _CONV):
+        return "conv"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, _RECURRENT):
+        return "recurrent"
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
+    return "other"
+
+
+def output_features(module: nn.Module) -> int | None:
+    """Width of a recordable module's output, known from its configuration; else ``None``."""
+    if isinstance(module, _CONV):
+        return module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, _RECURRENT):
+        hidden = module.proj_size if getattr(module, "proj_size", 0) else module.hidden_size
+        return hidden * (2 if module.bidirectional else 1)
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim
+    return None
+
+
+def _matches(name: str, module: nn.Module, selector: str | type) -> bool:
+    if isinstance(selector, type):
+        return isinstance(module, selector)
+    return fnmatch.fnmatchcase(name, selector)
+
+
+def select_layers(
+    model: nn.Module,
+    include: Iterable[str | type] | None = None,
+    exclude: Iterable[str | type] | None = None,
+) -> list[tuple[str, nn.Module]]:
+    """Recordable ``(name, module)`` pairs of ``model``, in registration order.
+
+    Args:
+        include: name patterns (``fnmatch``: ``"features.*"``) choosing among the recordable
+            modules, and/or module types, which add every module of that type even outside
+            :data:`RECORDABLE_TYPES` (its output must end in features, or be (N, C, ...) for
+            convolution-like types). ``None`` means every module of :data:`RECORDABLE_TYPES`.
+        exclude: name patterns or types removed from the selection.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+        >>> [name for name, _ in select_layers(model)]
+        ['0', '3']
+        >>> [name for name, _ in select_layers(model, exclude=[nn.Linear])]
+        ['0']
+    """
+    include = list(include) if include is not None else None
+    exclude = list(exclude or [])
+    for selector in [*(include or []), *exclude]:
+        if not isinstance(selector, (str, type)):
+            raise LayerSelectionError(
+                f"layer selectors are name patterns (str) or module types, got {selector!r}"
+            )
+    selected = []
+    for name, module in model.named_modules():
+        if not name:  # the model itself
+            continue
+        recordable = isinstance(module, RECORDABLE_TYPES)
+        if include is None:
+            wanted = recordable
+        else:
+            wanted = any(
+                isinstance(module, s)
+                if isinstance(s, type)
+                else recordable and _matches(name, module, s)
+                for s in include
+            )
+        if wanted and not any(_matches(name, module, s) for s in exclude):
+            selected.append((name, module))
+    if not selected:
+        names = [n for n, _ in model.named_modules() if n][:10]
+        raise LayerSelectionError(
+            f"no layer of {type(model).__name__} is selected (include={include!r}, "
+            f"exclude={exclude!r}); its first modules are {names}. Recordable by default: "
+            f"{', '.join(t.__name__ for t in RECORDABLE_TYPES)}."
+        )
+    return selected
+
+
+_SPATIAL_AXES = {
+    nn.Conv1d: 1, nn.ConvTranspose1d: 1,
+    nn.Conv2d: 2, nn.ConvTranspose2d: 2,
+    nn.Conv3d: 3, nn.ConvTranspose3d: 3,
+}  # fmt: skip
+
+
+def _unbatched(module: nn.Module, output: torch.Tensor) -> bool:
+    """True for an unbatched conv output, e.g. (C, H, W) from Conv2d."""
+    for conv_type, axes in _SPATIAL_AXES.items():
+        if isinstance(module, conv_type):
+            return output.dim() == axes + 1
+    return False
+
+
+def features_view(module: nn.Module, output: object) -> torch.Tensor | None:
+    """The output of ``module`` as a (..., C) view whose leading axes are all samples.
+
+    Convolutions (and normalisation / pooling layers when included): (N, C, *spatial) ->
+    (N, *spatial, C) (positions are samples). Linear: its
+    output already ends in features, and all leading axes (batch, tokens, positions) are
+    samples, whatever the layout. Recurrent layers: the output sequence (a ``PackedSequence``'s
+    data holds exactly the real tokens). MultiheadAttention: the attention output. Returns
+    ``None`` when there is nothing to record (e.g. a module returned no tensor).
+
+    Example:
+        >>> conv = nn.Conv2d(3, 8, 3)
+        >>> features_view(conv, conv(torch.zeros(2, 3, 5, 5))).shape
+        torch.Size([2, 3, 3, 8])
+        >>> lstm = nn.LSTM(4, 6)
+        >>> features_view(lstm, lstm(torch.zeros(7, 2, 4))).shape   # (T, N, H): tokens
+        torch.Size([7, 2, 6])
+    """
+    if isinstance(module, (*_RECURRENT, nn.MultiheadAttention)) and isinstance(output, tuple):
+        output = output[0]
+    if isinstance(output, PackedSequence):
+        output = output.data
+    if not isinstance(output, torch.Tensor) or output.dim() == 0:
+        return None
+    if isinstance(module, CHANNELS_FIRST_TYPES):
+        if _unbatched(module, output):
+            output = output.unsqueeze(0)
+        return channels_last_view(output)
+    if output.dim() == 1:
+        return output.unsqueeze(0)
+    return output
+
+
+def describe_layers(
+    selected: Sequence[tuple[str, nn.Module]], widths: dict[str, int] | None = None
+) -> list[LayerInfo]:
+    """:class:`LayerInfo` records for selected modules, indexed in the given order."""
+    infos = []
+    for index, (name, module) in enumerate(selected):
+        width = (widths or {}).get(name) or output_features(module)
+        if width is None:
+            width = -1
+        params = sum(p.numel() for p in module.parameters(recurse=True) if p.requires_grad)
+        infos.append(
+            LayerInfo(name, index, type(module).__name__, layer_kind(module), width, params)
+        )
+    return infos
