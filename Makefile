@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python examples/digits_spectrum.py
+	$(BIN)/layerscope spectrum
 
 test: setup
 	$(BIN)/python -m pytest

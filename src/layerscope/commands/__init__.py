@@ -1,0 +1,1 @@
+"""Subcommands of the ``layerscope`` command line, one module each (see layerscope.cli)."""
