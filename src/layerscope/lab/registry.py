@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from layerscope.errors import UnknownNameError
 
-__all__ = ["Registry"]
+__all__ = ["DATASETS", "METRICS", "MODELS", "OPTIMIZERS", "Registry"]
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -105,3 +105,11 @@ class Registry(Generic[T]):
     def create(self, name: str, /, **kwargs: Any) -> Any:
         """Call the factory registered as ``name`` with ``kwargs``."""
         return self.get(name)(**kwargs)
+
+
+#: The registries every part of layerscope shares. Models register in layerscope.models,
+#: datasets in layerscope.datasets, optimizers and metrics in layerscope.lab.
+MODELS: Registry = Registry("model", "layerscope.models")
+DATASETS: Registry = Registry("dataset", "layerscope.datasets")
+OPTIMIZERS: Registry = Registry("optimizer", "layerscope.optimizers")
+METRICS: Registry = Registry("metric", "layerscope.metrics")

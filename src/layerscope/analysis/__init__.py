@@ -1,0 +1,1 @@
+"""Post-hoc analyses: receptive fields, patterns, probes, weight dynamics, similarity."""

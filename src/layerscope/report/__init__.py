@@ -1,0 +1,1 @@
+"""Figures (matplotlib, headless) and HTML reports built from run records."""
