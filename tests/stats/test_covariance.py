@@ -135,6 +135,32 @@ def test_trailing_feature_axis_and_views_are_accepted():
     assert relative_error(cov.compute().covariance.numpy(), two_pass_covariance(manual)) < 1e-12
 
 
+def test_channels_first_feature_maps_with_feature_dim():
+    x = torch.randn(4, 3, 5, 6)  # (N, C, H, W): every position of every image is a sample
+    cov = StreamingCovariance(3)
+    cov.update(x, feature_dim=1)
+    manual = x.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
+    assert relative_error(cov.compute().covariance.numpy(), two_pass_covariance(manual)) < 1e-12
+
+
+@pytest.mark.parametrize("precision", ["float64", "mixed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_every_input_dtype_and_precision(precision, dtype):
+    x = (torch.randn(300, 5) * 2 + 1).to(dtype)
+    cov = StreamingCovariance(5, precision=precision)
+    cov.update(x)
+    reference = two_pass_covariance(x.double().numpy())
+    tolerance = 1e-12 if precision == "float64" else 1e-5
+    assert relative_error(cov.compute().covariance.numpy(), reference) < tolerance
+
+
+def test_covariance_is_exactly_symmetric():
+    cov = StreamingCovariance(7)
+    cov.update(torch.randn(100, 7))
+    matrix = cov.compute().covariance
+    assert torch.equal(matrix, matrix.T)
+
+
 def test_non_finite_batch_is_rejected_counted_and_warned():
     good = torch.randn(100, 4, dtype=torch.float64)
     cov = StreamingCovariance(4)
@@ -184,8 +210,10 @@ def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match="num_features"):
         StreamingCovariance(0)
     cov = StreamingCovariance(3)
-    with pytest.raises(ValueError, match=r"\(n, 3\)"):
+    with pytest.raises(ValueError, match="expected 3 features along dimension -1"):
         cov.update(torch.zeros(5, 4))
+    with pytest.raises(ValueError, match="feature_dim=2"):
+        cov.update(torch.zeros(5, 3), feature_dim=2)
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
         cov.update(np.zeros((5, 3)))
 
