@@ -1,0 +1,136 @@
+"""Every sink through one conformance test; load() across runs and formats."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pytest
+
+from layerscope.store import (
+    COLUMNS,
+    CSVSink,
+    JSONLinesSink,
+    MemorySink,
+    Record,
+    SQLiteSink,
+    load,
+    make_sink,
+)
+
+RECORDS = [
+    Record("a", 0, "train", "features.0", 0, "saturation", 0.25, 100.0),
+    Record("a", 0, "train", "fc, with comma", 1, "saturation", 0.5, 100.5),
+    Record("a", 0, "epoch", None, None, "loss", 1.25, 101.0),
+    Record("a", 1, "train", "features.0", 0, "log_determinant", -math.inf, 102.0),
+]
+
+FILE_SINKS = {"sqlite": SQLiteSink, "csv": CSVSink, "jsonl": JSONLinesSink}
+
+
+@pytest.mark.parametrize("kind", sorted(FILE_SINKS))
+def test_file_sinks_round_trip_through_load(tmp_path, kind):
+    sink = make_sink(kind, tmp_path)
+    assert isinstance(sink, FILE_SINKS[kind])
+    sink.write(RECORDS[:2])
+    sink.flush()
+    sink.write(RECORDS[2:])
+    sink.close()
+    sink.close()  # safe twice
+    with pytest.raises(ValueError, match="closed"):
+        sink.write(RECORDS)
+    df = load(tmp_path)
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 4
+    assert df.layer.tolist() == ["features.0", "fc, with comma", None, "features.0"]
+    assert df.layer_index.tolist()[:2] == [0, 1] and df.layer_index.isna().tolist()[2]
+    assert df.value.tolist()[:3] == [0.25, 0.5, 1.25]
+    assert df.value.iloc[3] == -math.inf
+    assert df.epoch.dtype == "int64"
+
+
+def test_memory_sink_and_unknown_sink_names(tmp_path):
+    sink = make_sink("memory", None)
+    assert isinstance(sink, MemorySink)
+    with pytest.raises(ValueError, match="unknown sink 'parquet'"):
+        make_sink("parquet", tmp_path)
+    with pytest.raises(ValueError, match="run_dir"):
+        make_sink("csv", None)
+    with pytest.raises(TypeError, match="write/flush/close"):
+        make_sink(object(), tmp_path)
+
+
+def test_load_many_runs_and_a_list_of_paths(tmp_path):
+    for run in ("r1", "r2"):
+        sink = SQLiteSink(tmp_path / "grid" / run / "records.sqlite")
+        sink.write([Record(run, 0, "train", "fc", 0, "saturation", 0.1, 0.0)])
+        sink.close()
+    assert sorted(load(tmp_path / "grid").run) == ["r1", "r2"]
+    both = load([tmp_path / "grid" / "r1", tmp_path / "grid" / "r2" / "records.sqlite"])
+    assert sorted(both.run) == ["r1", "r2"]
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no layerscope store"):
+        load(tmp_path / "empty")
+
+
+def test_uncommitted_sqlite_records_are_not_visible(tmp_path):
+    sink = SQLiteSink(tmp_path / "records.sqlite")
+    sink.write(RECORDS[:1])
+    sink.flush()
+    sink.write(RECORDS[1:])  # not flushed: a crash now would lose only these
+    assert len(load(tmp_path)) == 1
+    sink.close()
+    assert len(load(tmp_path)) == 4
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_partial_last_line_is_ignored_and_appending_continues(tmp_path, kind):
+    sink = make_sink(kind, tmp_path)
+    sink.write(RECORDS[:2])
+    sink.close()
+    path = tmp_path / f"records.{kind}"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("a,0,train,features.0,0,saturation,0.12")  # a crash mid-line
+    assert len(load(tmp_path)) == 2
+    sink = make_sink(kind, tmp_path)  # a resumed run appends after the broken line
+    sink.write(RECORDS[2:3])
+    sink.close()
+    df = load(tmp_path)
+    assert df.statistic.tolist() == ["saturation", "saturation", "loss"]
+
+
+def test_not_a_store_is_a_clear_error(tmp_path):
+    path = tmp_path / "records.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ValueError, match="not a layerscope SQLite store"):
+        SQLiteSink(path)
+    with pytest.raises(ValueError, match="not a readable layerscope store"):
+        load(path)
+
+
+def test_sqlite_store_is_plain_sql(tmp_path):
+    sink = SQLiteSink(tmp_path / "records.sqlite")
+    sink.write(RECORDS)
+    sink.close()
+    with sqlite3.connect(tmp_path / "records.sqlite") as connection:
+        rows = connection.execute(
+            "select layer, value from records where statistic = 'saturation' order by value"
+        ).fetchall()
+    assert rows == [("features.0", 0.25), ("fc, with comma", 0.5)]
+
+
+def test_tensorboard_sink_uses_epoch_as_step_and_real_tags(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sink = make_sink("tensorboard", tmp_path)
+    sink.write(RECORDS)
+    sink.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = sorted(events.Tags()["scalars"])
+    assert tags == ["loss/epoch", "saturation/train/fc, with comma", "saturation/train/features.0"]
+    (scalar,) = events.Scalars("loss/epoch")
+    assert (scalar.step, scalar.value, scalar.wall_time) == (0, 1.25, 101.0)
