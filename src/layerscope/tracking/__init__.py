@@ -8,11 +8,15 @@ from layerscope.tracking.layers import (
     features_view,
     select_layers,
 )
+from layerscope.tracking.tracker import Tracker
+from layerscope.tracking.weights import WeightSnapshots
 
 __all__ = [
     "RECORDABLE_TYPES",
     "LayerInfo",
     "LayerSelectionError",
+    "Tracker",
+    "WeightSnapshots",
     "describe_layers",
     "features_view",
     "select_layers",

@@ -21,14 +21,13 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from layerscope.stats.samples import channels_last_view
-
 __all__ = [
     "CHANNELS_FIRST_TYPES",
     "RECORDABLE_TYPES",
     "LayerInfo",
     "LayerSelectionError",
     "describe_layers",
+    "features_tensor",
     "features_view",
     "layer_kind",
     "output_features",
@@ -131,6 +130,8 @@ def select_layers(
 ) -> list[tuple[str, nn.Module]]:
     """Recordable ``(name, module)`` pairs of ``model``, in registration order.
 
+    Names are module paths; a model that is itself a recordable layer is named by its class.
+
     Args:
         include: name patterns (``fnmatch``: ``"features.*"``) choosing among the recordable
             modules, and/or module types, which add every module of that type even outside
@@ -154,8 +155,7 @@ def select_layers(
             )
     selected = []
     for name, module in model.named_modules():
-        if not name:  # the model itself
-            continue
+        name = name or type(module).__name__  # the model itself, when it is one layer
         recordable = isinstance(module, RECORDABLE_TYPES)
         if include is None:
             wanted = recordable
@@ -193,23 +193,12 @@ def _unbatched(module: nn.Module, output: torch.Tensor) -> bool:
     return False
 
 
-def features_view(module: nn.Module, output: object) -> torch.Tensor | None:
-    """The output of ``module`` as a (..., C) view whose leading axes are all samples.
+def features_tensor(module: nn.Module, output: object) -> tuple[torch.Tensor, int] | None:
+    """The recordable tensor in ``module``'s output and the axis that holds its features.
 
-    Convolutions (and normalisation / pooling layers when included): (N, C, *spatial) ->
-    (N, *spatial, C) (positions are samples). Linear: its
-    output already ends in features, and all leading axes (batch, tokens, positions) are
-    samples, whatever the layout. Recurrent layers: the output sequence (a ``PackedSequence``'s
-    data holds exactly the real tokens). MultiheadAttention: the attention output. Returns
-    ``None`` when there is nothing to record (e.g. a module returned no tensor).
-
-    Example:
-        >>> conv = nn.Conv2d(3, 8, 3)
-        >>> features_view(conv, conv(torch.zeros(2, 3, 5, 5))).shape
-        torch.Size([2, 3, 3, 8])
-        >>> lstm = nn.LSTM(4, 6)
-        >>> features_view(lstm, lstm(torch.zeros(7, 2, 4))).shape   # (T, N, H): tokens
-        torch.Size([7, 2, 6])
+    Like :func:`features_view` but without moving axes: a convolution's (N, C, *spatial) output
+    comes back as is with feature axis 1, which :meth:`StreamingCovariance.update` copies
+    faster than a channels-last view. ``None`` when there is nothing to record.
     """
     if isinstance(module, (*_RECURRENT, nn.MultiheadAttention)) and isinstance(output, tuple):
         output = output[0]
@@ -220,10 +209,35 @@ def features_view(module: nn.Module, output: object) -> torch.Tensor | None:
     if isinstance(module, CHANNELS_FIRST_TYPES):
         if _unbatched(module, output):
             output = output.unsqueeze(0)
-        return channels_last_view(output)
+        return output, (1 if output.dim() > 1 else 0)
     if output.dim() == 1:
-        return output.unsqueeze(0)
-    return output
+        output = output.unsqueeze(0)
+    return output, output.dim() - 1
+
+
+def features_view(module: nn.Module, output: object) -> torch.Tensor | None:
+    """The output of ``module`` as a (..., C) view whose leading axes are all samples.
+
+    Convolutions (and normalisation / pooling layers when included): (N, C, *spatial) ->
+    (N, *spatial, C) (positions are samples). Linear: its output already ends in features, and
+    all leading axes (batch, tokens, positions) are samples, whatever the layout. Recurrent
+    layers: the output sequence (a ``PackedSequence``'s data holds exactly the real tokens).
+    MultiheadAttention: the attention output. Returns ``None`` when there is nothing to record
+    (e.g. a module returned no tensor).
+
+    Example:
+        >>> conv = nn.Conv2d(3, 8, 3)
+        >>> features_view(conv, conv(torch.zeros(2, 3, 5, 5))).shape
+        torch.Size([2, 3, 3, 8])
+        >>> lstm = nn.LSTM(4, 6)
+        >>> features_view(lstm, lstm(torch.zeros(7, 2, 4))).shape   # (T, N, H): tokens
+        torch.Size([7, 2, 6])
+    """
+    found = features_tensor(module, output)
+    if found is None:
+        return None
+    tensor, feature_dim = found
+    return tensor if feature_dim == tensor.dim() - 1 else tensor.movedim(feature_dim, -1)
 
 
 def describe_layers(

@@ -1,0 +1,158 @@
+"""Figures of a run's records (SPEC C4): saturation per layer, layer x epoch heatmaps, intrinsic
+dimension per layer.
+
+Every function takes the tidy DataFrame of :func:`layerscope.load` and returns a
+``matplotlib.figure.Figure`` built without pyplot (no global state, no display needed: the Agg
+canvas renders it). :func:`save_figure` writes a PNG atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from layerscope.store.atomic import atomic_write_bytes
+
+__all__ = [
+    "figure_png",
+    "intrinsic_dimension_by_layer",
+    "layer_order",
+    "saturation_by_layer",
+    "saturation_heatmap",
+    "save_figure",
+]
+
+#: Phases that hold per-layer statistics of outputs (the others hold weights or scalars).
+_NON_OUTPUT_PHASES = ("weights", "epoch", "run")
+
+
+def layer_order(df: pd.DataFrame) -> list[str]:
+    """Layer names in forward order (by ``layer_index``)."""
+    layers = df.dropna(subset=["layer"])
+    if layers.empty:
+        return []
+    first = layers.groupby("layer")["layer_index"].min().sort_values(kind="stable")
+    return list(first.index)
+
+
+def _latest_epoch(df: pd.DataFrame, statistic: str) -> int | None:
+    rows = df[df.statistic == statistic]
+    return int(rows.epoch.max()) if len(rows) else None
+
+
+def _per_layer(df: pd.DataFrame, statistic: str, epoch: int) -> pd.DataFrame:
+    """layer x phase table of ``statistic`` at ``epoch``, rows in forward order."""
+    rows = df[(df.statistic == statistic) & (df.epoch == epoch) & df.layer.notna()]
+    rows = rows[~rows.phase.isin(_NON_OUTPUT_PHASES)]
+    table = rows.pivot_table(index="layer", columns="phase", values="value", aggfunc="last")
+    order = [name for name in layer_order(df) if name in table.index]
+    return table.reindex(order)
+
+
+def _empty(message: str) -> Figure:
+    figure = Figure(figsize=(6, 2))
+    axes = figure.add_subplot()
+    axes.axis("off")
+    axes.text(0.5, 0.5, message, ha="center", va="center")
+    return figure
+
+
+def _layer_axis(axes, names: list[str]) -> None:
+    axes.set_xticks(range(len(names)))
+    axes.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    axes.set_xlabel("layer (forward order)")
+
+
+def saturation_by_layer(df: pd.DataFrame, epoch: int | None = None) -> Figure:
+    """Saturation of every layer in forward order at ``epoch`` (default: the latest), one line
+    per phase, and the model's average saturation s_mu per phase in the legend."""
+    epoch = _latest_epoch(df, "saturation") if epoch is None else epoch
+    if epoch is None:
+        return _empty("no saturation recorded yet")
+    table = _per_layer(df, "saturation", epoch)
+    figure = Figure(figsize=(max(6, 0.45 * len(table) + 2), 4), layout="constrained")
+    axes = figure.add_subplot()
+    averages = df[(df.statistic == "average_saturation") & (df.epoch == epoch)]
+    for phase in table.columns:
+        mean = averages[averages.phase == phase].value
+        label = f"{phase} (s_mu = {mean.iloc[-1]:.3f})" if len(mean) else phase
+        axes.plot(range(len(table)), table[phase].to_numpy(), marker="o", label=label)
+    _layer_axis(axes, list(table.index))
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("saturation")
+    axes.set_title(f"Saturation per layer, epoch {epoch}")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def saturation_heatmap(df: pd.DataFrame, phase: str = "train") -> Figure:
+    """Layer x epoch heatmap of saturation for one phase."""
+    rows = df[(df.statistic == "saturation") & (df.phase == phase) & df.layer.notna()]
+    if rows.empty:
+        return _empty(f"no saturation recorded for phase {phase!r}")
+    table = rows.pivot_table(index="layer", columns="epoch", values="value", aggfunc="last")
+    table = table.reindex([n for n in layer_order(df) if n in table.index])
+    figure = Figure(figsize=(max(5, 0.5 * table.shape[1] + 3), max(3, 0.3 * len(table) + 1.5)),
+                    layout="constrained")  # fmt: skip
+    axes = figure.add_subplot()
+    image = axes.imshow(table.to_numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis")
+    axes.set_yticks(range(len(table)))
+    axes.set_yticklabels(table.index, fontsize=8)
+    epochs = list(table.columns)
+    step = max(1, len(epochs) // 12)
+    axes.set_xticks(range(0, len(epochs), step))
+    axes.set_xticklabels(epochs[::step])
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("layer (forward order)")
+    axes.set_title(f"Saturation over training ({phase})")
+    figure.colorbar(image, ax=axes, label="saturation")
+    return figure
+
+
+def intrinsic_dimension_by_layer(
+    df: pd.DataFrame, epoch: int | None = None, widths: dict[str, int] | None = None
+) -> Figure:
+    """Intrinsic dimension k(delta) of every layer per phase, beside the layer's width."""
+    epoch = _latest_epoch(df, "intrinsic_dimension") if epoch is None else epoch
+    if epoch is None:
+        return _empty("no intrinsic dimension recorded yet")
+    table = _per_layer(df, "intrinsic_dimension", epoch)
+    figure = Figure(figsize=(max(6, 0.45 * len(table) + 2), 4), layout="constrained")
+    axes = figure.add_subplot()
+    positions = np.arange(len(table))
+    count = max(1, len(table.columns))
+    bar_width = 0.8 / count
+    for i, phase in enumerate(table.columns):
+        axes.bar(positions + (i - (count - 1) / 2) * bar_width, table[phase].to_numpy(),
+                 width=bar_width, label=phase)  # fmt: skip
+    if widths:
+        axes.plot(positions, [widths.get(n, np.nan) for n in table.index], "k_", markersize=14,
+                  label="layer width")  # fmt: skip
+    _layer_axis(axes, list(table.index))
+    axes.set_yscale("log")
+    axes.set_ylabel("intrinsic dimension (log)")
+    axes.set_title(f"Intrinsic dimension per layer, epoch {epoch}")
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(fontsize=8)
+    return figure
+
+
+def figure_png(figure: Figure, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes with the Agg canvas."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 110) -> bytes:
+    """Write ``figure`` as a PNG to ``path`` atomically; returns the bytes written."""
+    data = figure_png(figure, dpi)
+    atomic_write_bytes(path, data)
+    return data

@@ -1,0 +1,106 @@
+"""Per-epoch weight snapshots: relative weight change and distance from initialisation (SPEC C8).
+
+- Relative weight change (Agrawal et al., WeightScale, eq. 1, after Neyshabur et al.):
+  ``RWC_l = ||w_t - w_{t-1}||_1 / ||w_{t-1}||_1`` between consecutive epoch ends.
+- Distance from initialisation (Heitmann, "Sources of Redundancy", section on training
+  dynamics): ``||W_t - W_0||_F``.
+
+``w`` is the vector of all *weight* parameters of the layer (parameters whose name ends in
+``weight``: ``weight``, ``in_proj_weight``, ``weight_ih_l0``, ...), without biases, as the
+paper's "vector of weights associated with L". Exactly two copies are held per layer (the
+initial weights and those of the previous epoch end); norms are accumulated parameter by
+parameter in float64, without concatenating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["WeightSnapshots", "weight_parameters"]
+
+
+def weight_parameters(module: nn.Module) -> list[torch.Tensor]:
+    """The trainable weight tensors of ``module`` (names ending in ``weight``), biases excluded.
+
+    Example:
+        >>> [tuple(p.shape) for p in weight_parameters(nn.Linear(3, 2))]
+        [(2, 3)]
+    """
+    return [
+        p
+        for name, p in module.named_parameters(recurse=True)
+        if p.requires_grad and name.rsplit(".", 1)[-1].endswith("weight")
+    ]
+
+
+class WeightSnapshots:
+    """Relative weight change and distance from initialisation of named layers, per epoch.
+
+    Args:
+        layers: ``(name, module)`` pairs; layers without weight parameters are skipped.
+        device: where the two copies live; default: beside the parameters.
+
+    Example:
+        >>> layer = nn.Linear(2, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 0.0]]))
+        >>> snapshots = WeightSnapshots([("fc", layer)])
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.add_(0.5)
+        >>> values = snapshots.step()["fc"]
+        >>> values["relative_weight_change"]   # |0.5| * 4 / (1 + 1 + 2 + 0)
+        0.5
+        >>> values["distance_from_init"]       # sqrt(4 * 0.25)
+        1.0
+    """
+
+    def __init__(
+        self, layers: Sequence[tuple[str, nn.Module]], device: torch.device | str | None = None
+    ) -> None:
+        self.device = None if device is None else torch.device(device)
+        self._parameters: dict[str, list[torch.Tensor]] = {}
+        self._initial: dict[str, list[torch.Tensor]] = {}
+        self._previous: dict[str, list[torch.Tensor]] = {}
+        for name, module in layers:
+            params = weight_parameters(module)
+            if not params:
+                continue
+            self._parameters[name] = params
+            self._initial[name] = [self._copy(p) for p in params]
+            self._previous[name] = [self._copy(p) for p in params]
+
+    def _copy(self, parameter: torch.Tensor) -> torch.Tensor:
+        return parameter.detach().to(self.device or parameter.device, copy=True)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self._parameters)
+
+    @torch.no_grad()
+    def step(self) -> dict[str, dict[str, float]]:
+        """Statistics since the previous call (or construction); then remember the weights.
+
+        A layer whose previous weights are all zero has no relative weight change (the ratio is
+        undefined); only its distance from initialisation is returned.
+        """
+        results: dict[str, dict[str, float]] = {}
+        for name, params in self._parameters.items():
+            change = torch.zeros((), dtype=torch.float64)
+            previous_norm = torch.zeros((), dtype=torch.float64)
+            squared_distance = torch.zeros((), dtype=torch.float64)
+            for p, previous, initial in zip(
+                params, self._previous[name], self._initial[name], strict=True
+            ):
+                current = p.detach().to(previous.device, torch.float64)
+                change += (current - previous).abs().sum().cpu()
+                previous_norm += previous.to(torch.float64).abs().sum().cpu()
+                squared_distance += (current - initial).square().sum().cpu()
+                previous.copy_(p.detach())
+            values = {"distance_from_init": float(squared_distance.sqrt())}
+            if previous_norm > 0:
+                values["relative_weight_change"] = float(change / previous_norm)
+            results[name] = values
+        return results
