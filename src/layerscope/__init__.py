@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from layerscope import stats
 from layerscope.stats import StreamingCovariance, compute_statistics
 from layerscope.store import load
-from layerscope.tracking import LayerInfo, Tracker
+from layerscope.tracking import LayerInfo, Tracker, analyze
 
 try:
     __version__ = version("layerscope")
@@ -25,6 +25,7 @@ __all__ = [
     "StreamingCovariance",
     "Tracker",
     "__version__",
+    "analyze",
     "compute_statistics",
     "load",
     "stats",

@@ -1,5 +1,6 @@
 """Attachment and recording: which layers are recorded, how, and the Tracker (SPEC C3)."""
 
+from layerscope.tracking.analyze import analyze
 from layerscope.tracking.layers import (
     RECORDABLE_TYPES,
     LayerInfo,
@@ -17,6 +18,7 @@ __all__ = [
     "LayerSelectionError",
     "Tracker",
     "WeightSnapshots",
+    "analyze",
     "describe_layers",
     "features_view",
     "select_layers",

@@ -1,0 +1,57 @@
+"""The benchmark network: VGG-style, 8 conv layers of 64-512 channels, for 3 x 32 x 32 inputs.
+
+Self-contained (torch only) so that the Delve comparison can import it from a venv without
+layerscope.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+CONFIG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")  # VGG11's convs
+
+
+def vgg_like(num_classes: int = 10) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in CONFIG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [
+                nn.Conv2d(channels, item, 3, padding=1),
+                nn.BatchNorm2d(item),
+                nn.ReLU(inplace=True),
+            ]
+            channels = item
+    layers += [nn.Flatten(), nn.Linear(512, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def make_step(model: nn.Module, batch_size: int = 64):
+    """A closure doing one SGD training step on fixed random data."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 3, 32, 32, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_function = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_function(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def median_step_seconds(step, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
