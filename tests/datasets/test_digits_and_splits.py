@@ -39,10 +39,11 @@ def test_digits_fixed_stratified_split_holds_every_sklearn_image_once(sk_digits)
     test_x, test_y = _stack(splits.test)
     ours = np.concatenate([train_x[:, 0].numpy(), test_x[:, 0].numpy()])
     labels = np.concatenate([train_y.numpy(), test_y.numpy()])
+
     # Same multiset of (image, label) as scikit-learn's copy: sort both by their bytes.
-    key = lambda x, y: [
-        a.tobytes() + bytes([b]) for a, b in zip(x.astype(np.float32), y, strict=True)
-    ]  # noqa: E731
+    def key(x, y):
+        return [a.tobytes() + bytes([b]) for a, b in zip(x.astype(np.float32), y, strict=True)]
+
     assert sorted(key(ours, labels)) == sorted(key(images, target))
     # Stratified: each digit's test share is 360/1797 of its count, rounded (35 or 36).
     counts = np.bincount(target, minlength=10)
