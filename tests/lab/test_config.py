@@ -139,6 +139,7 @@ def test_unknown_nested_key_suggests_within_the_section():
     error(
         ConfigKeyError, r"unknown key 'optimizer.learning_rate'", optimizer={"learning_rate": 0.1}
     )
+    error(ConfigKeyError, r"unknown key 'optimizer.SHORTHAND'", optimizer={"SHORTHAND": "sgd"})
 
 
 def test_keys_of_other_sections_are_pointed_to():

@@ -50,21 +50,19 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import itertools
 import json
 import re
 import string
-import tomllib
-import types
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from fractions import Fraction
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from layerscope.errors import ConfigError, ConfigKeyError, ConfigTypeError
+from layerscope.errors import ConfigError, ConfigKeyError
+from layerscope.lab.config_check import Context, apply_aliases, build, expand_mapping
+from layerscope.lab.config_files import read_config_file
 from layerscope.stats.spectrum import DEFAULT_DELTA, DEFAULT_STATISTICS
 
 __all__ = [
@@ -82,14 +80,6 @@ __all__ = [
 
 #: Keys that do not change what a run computes: left out of the default run id's hash.
 TECHNICAL_KEYS = ("logs_dir", "device", "num_workers", "probes", "run_id")
-#: PHD-Lab's key names accepted for ours (dissertation 6.2.3, listing 1).
-ALIASES = {"epoch": "epochs"}
-#: Hints for PHD-Lab keys that layerscope handles elsewhere.
-KEY_HINTS = {
-    "data_parallel": "data-parallel training is not a config key yet (SPEC C13); remove it",
-    "downsampling": "use tracker.downsample (an int size) and tracker.downsample_method",
-    "conv_method": "layerscope always treats each spatial position as a sample; remove it",
-}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _RUN_ID_CHARS = re.compile(r"[A-Za-z0-9._=+,@-]+")
 
@@ -117,10 +107,18 @@ def _parse_width(value):
     return value
 
 
+def _int_to_str(value):
+    """run_id = 3 names the folder "3"."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 # --------------------------------------------------------------------------- the schema
 @dataclass(frozen=True)
 class OptimizerConfig:
     """How the weights are updated (registry OPTIMIZERS, :mod:`layerscope.lab.optimizers`)."""
+
+    #: ``optimizer = "adam"`` stands for ``optimizer = {name = "adam"}``.
+    SHORTHAND: ClassVar[str] = "name"
 
     # Registered optimizer name; Adam is the dissertation's choice (ch. 7, 8).
     name: str = "adam"
@@ -164,7 +162,7 @@ class RunConfig:
     """One training run, fully resolved (no lists left to expand, no defaults left open)."""
 
     # Registered model name (MODELS), e.g. "vgg11". The only required key.
-    model: str
+    model: str = field(metadata={"help": "the registered model to train, e.g. 'vgg11'"})
     # Registered dataset name (DATASETS); digits is embedded and needs no download.
     dataset: str = "digits"
     # Side of the square input images in pixels; part of the run folder path (6.2.4).
@@ -187,7 +185,7 @@ class RunConfig:
         metadata=_check("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'", _DEVICE.fullmatch),
     )
     # Folder name of the run, a template over the keys; "{hash}" when None (module docstring).
-    run_id: str | None = None
+    run_id: str | None = field(default=None, metadata={"parse": _int_to_str})
     # Width factor of the model (1, 1/2, 1/4, ...; fractions as strings allowed).
     width: float = field(default=1.0, metadata={**_check("> 0", _positive), "parse": _parse_width})
     # Extra keyword arguments for the model factory (checked against its signature).
@@ -213,9 +211,8 @@ class RunConfig:
             True
             >>> _ = MODELS._entries.pop("doc_net")
         """
-        context = _Context(source)
-        data = _apply_aliases(data, context)
-        config = _build(cls, data, "", context)
+        context = Context(cls, source)
+        config = build(cls, apply_aliases(data, context), "", context)
         return _resolve(config, context)
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,310 +225,6 @@ class RunConfig:
         return _plain(self)
 
 
-# --------------------------------------------------------------------------- errors
-@dataclass
-class _Context:
-    """Where an error happened: the file and, in a grid, which run."""
-
-    source: str | None = None
-    run: str | None = None
-
-    def prefix(self) -> str:
-        parts = [f"config {self.source}" if self.source else "config", self.run]
-        return ", ".join(p for p in parts if p) + ": "
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
-    if origin is tuple:
-        return "a list of strings"
-    if origin is dict:
-        return "a table (dict)"
-    if is_dataclass(tp):
-        return f"a table of {tp.__name__} keys"
-    return {
-        type(None): "none",
-        float: "a number",
-        int: "an int",
-        str: "a string",
-        bool: "true/false",
-    }.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _type_error(context, path, value, tp, extra="") -> ConfigTypeError:
-    return ConfigTypeError(
-        f"{context.prefix()}key {path!r} = {_show(value)} ({type(value).__name__}) should be "
-        f"{_type_name(tp)}{extra}"
-    )
-
-
-def _all_paths(cls, prefix="") -> list[str]:
-    paths = []
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        tp = hints[f.name]
-        if is_dataclass(tp):
-            paths += _all_paths(tp, f"{prefix}{f.name}.")
-        else:
-            paths.append(f"{prefix}{f.name}")
-    return paths
-
-
-def _unknown_key(cls, key, path_prefix, context) -> ConfigKeyError:
-    valid = [f.name for f in fields(cls)]
-    full = f"{path_prefix}{key}"
-    # A key of another section (top-level "lr" -> "optimizer.lr") wins when it matches exactly;
-    # then close keys of this level; then close keys elsewhere ("downsampling").
-    leaves = {p.rsplit(".", 1)[-1]: p for p in _all_paths(RunConfig) if "." in p}
-    leaves |= {p: p for p in _all_paths(RunConfig) if "." not in p and path_prefix}
-    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.7)
-    near = difflib.get_close_matches(str(key), list(leaves), n=1, cutoff=0.75)
-    if key in leaves and key not in valid:
-        hint = f" Did you mean {leaves[key]!r}?"
-    elif close:
-        hint = f" Did you mean {path_prefix + close[0]!r}?"
-    else:
-        hint = f" Did you mean {leaves[near[0]]!r}?" if near else ""
-    if key in KEY_HINTS:
-        hint += f" ({KEY_HINTS[key]})"
-    where = f"in section {path_prefix[:-1]!r}" if path_prefix else "at the top level"
-    return ConfigKeyError(
-        f"{context.prefix()}unknown key {full!r}.{hint} Valid keys {where}: {', '.join(valid)}."
-    )
-
-
-# --------------------------------------------------------------------------- expansion
-def _is_literal(value) -> bool:
-    return isinstance(value, Mapping) and list(value) == ["value"]
-
-
-def _is_names(tp) -> bool:
-    """tuple[str, ...], possibly optional: a key whose single value is a list."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
-    return typing.get_origin(tp) is tuple
-
-
-def _is_free_dict(tp) -> bool:
-    return typing.get_origin(tp) is dict
-
-
-def _alternatives(value, tp, path: str, context: _Context) -> list:
-    """The values a key takes across the grid (one element: no sweep here)."""
-    if is_dataclass(tp):  # a section: lists sweep whole sections, keys inside expand too
-        if isinstance(value, list):
-            return _sweep(value, path, context, lambda v: _alternatives(v, tp, path, context))
-        if isinstance(value, str) and tp is OptimizerConfig:
-            value = {"name": value}
-        if not isinstance(value, Mapping):
-            return [value]  # rejected with a type error by _build
-        hints = typing.get_type_hints(tp)
-        options = {}
-        for key, sub in value.items():
-            if key not in hints:
-                raise _unknown_key(tp, key, f"{path}.", context)
-            options[key] = _alternatives(sub, hints[key], f"{path}.{key}", context)
-        return _product(options)
-    if _is_free_dict(tp):  # keyword arguments: each value expands like a scalar key
-        if isinstance(value, list):  # a list of tables sweeps, like a section
-            return _sweep(value, path, context, lambda v: _alternatives(v, tp, path, context))
-        if not isinstance(value, Mapping):
-            return [value]
-        return _product(
-            {k: _scalar_alternatives(v, f"{path}.{k}", context) for k, v in value.items()}
-        )
-    if _is_names(tp) and isinstance(value, list):
-        nested = [isinstance(v, list) or _is_literal(v) for v in value]
-        if any(nested) and not all(nested):
-            raise ConfigTypeError(
-                f"{context.prefix()}key {path!r} mixes names and lists: {_show(value)}. A list "
-                f"of names is one value; a list of lists sweeps over several values."
-            )
-        if not (value and all(nested)):
-            return [value]
-    return _scalar_alternatives(value, path, context)
-
-
-def _scalar_alternatives(value, path: str, context: _Context) -> list:
-    """A list sweeps over its elements; {"value": X} is X unexpanded."""
-    if _is_literal(value):
-        return [value["value"]]
-    if isinstance(value, list):
-        return _sweep(value, path, context, lambda v: [v["value"]] if _is_literal(v) else [v])
-    return [value]
-
-
-def _sweep(values: list, path, context, each) -> list:
-    if not values:
-        raise ConfigError(
-            f"{context.prefix()}key {path!r} is an empty list, which would make no runs; give "
-            f"at least one value (to pass an empty list as the value, write {{value = []}})"
-        )
-    return [alt for v in values for alt in each(v)]
-
-
-def _product(options: dict[str, list]) -> list[dict]:
-    keys = list(options)
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*options.values())]
-
-
-def _apply_aliases(data: Mapping, context: _Context) -> dict:
-    if not isinstance(data, Mapping):
-        raise ConfigTypeError(
-            f"{context.prefix()}a config is a table of keys (a JSON object, TOML document or "
-            f"YAML mapping), got {type(data).__name__}"
-        )
-    out = {}
-    for key, value in data.items():
-        canonical = ALIASES.get(key, key)
-        if canonical in out:
-            alias = next(a for a, c in ALIASES.items() if c == canonical)
-            raise ConfigKeyError(
-                f"{context.prefix()}both {alias!r} and {canonical!r} are given; they are the same "
-                f"key ({alias!r} is PHD-Lab's name). Keep one."
-            )
-        out[canonical] = value
-    return out
-
-
-def expand(config: Mapping[str, Any], *, source: str | None = None) -> list[dict[str, Any]]:
-    """The grid of runs a config describes, as raw mappings (validated by ``from_dict``).
-
-    Example:
-        >>> runs = expand({"model": ["a", "b"], "width": [1, 0.5], "metrics": ["accuracy", "top5"]})
-        >>> [(r["model"], r["width"]) for r in runs]
-        [('a', 1), ('a', 0.5), ('b', 1), ('b', 0.5)]
-        >>> runs[0]["metrics"]
-        ['accuracy', 'top5']
-    """
-    context = _Context(source)
-    data = _apply_aliases(config, context)
-    hints = typing.get_type_hints(RunConfig)
-    options = {}
-    for key, value in data.items():
-        if key not in hints:
-            raise _unknown_key(RunConfig, key, "", context)
-        options[key] = _alternatives(value, hints[key], key, context)
-    return _product(options)
-
-
-# --------------------------------------------------------------------------- validation
-def _coerce(value, tp, path: str, context: _Context):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if isinstance(value, str) and value.lower() in ("none", "null") and str not in inner:
-            return None  # TOML has no null
-        try:
-            return _coerce(value, inner[0], path, context)
-        except ConfigTypeError:
-            raise _type_error(context, path, value, tp) from None
-    if is_dataclass(tp):
-        if isinstance(value, str) and tp is OptimizerConfig:
-            value = {"name": value}  # optimizer = "adam", as in PHD-Lab configs
-        if not isinstance(value, Mapping):
-            raise _type_error(context, path, value, tp)
-        return _build(tp, value, f"{path}.", context)
-    if origin is Literal:
-        options = typing.get_args(tp)
-        if value not in options:
-            close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{context.prefix()}key {path!r} = {_show(value)} must be one of "
-                f"{', '.join(map(repr, options))}.{hint}"
-            )
-        return value
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise _type_error(context, path, value, tp, ', e.g. ["accuracy", "top5"]')
-        return tuple(value)
-    if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise _type_error(context, path, value, tp, " of keyword arguments")
-        return json.loads(json.dumps(value)) if _jsonable(value) else dict(value)
-    hint = ""
-    if isinstance(value, list):
-        hint = "; lists expand into a grid only when reading a config (load_config / expand)"
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _type_error(context, path, value, tp, hint)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(context, path, value, tp, hint)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(context, path, value, tp, hint)
-        return float(value)
-    if tp is str:
-        if isinstance(value, int) and not isinstance(value, bool) and path == "run_id":
-            return str(value)
-        if not isinstance(value, str):
-            raise _type_error(context, path, value, tp, hint)
-        return value
-    raise TypeError(f"config schema: unsupported annotation {tp!r} at {path!r}")  # pragma: no cover
-
-
-def _jsonable(value) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _build(cls, data: Mapping, prefix: str, context: _Context):
-    """Instantiate ``cls`` from ``data``, checking keys, types and field rules."""
-    if not isinstance(data, Mapping):
-        raise _type_error(context, prefix[:-1] or "<config>", data, cls)
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in hints:
-            raise _unknown_key(cls, key, prefix, context)
-    values = {}
-    for f in fields(cls):
-        path = f"{prefix}{f.name}"
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ConfigKeyError(
-                    f"{context.prefix()}missing required key {path!r}{_required_hint(path)}"
-                )
-            continue
-        raw = f.metadata.get("parse", lambda v: v)(data[f.name])
-        value = _coerce(raw, hints[f.name], path, context)
-        rule = f.metadata.get("rule")
-        if rule and value is not None and not f.metadata["test"](value):
-            raise ConfigError(f"{context.prefix()}key {path!r} = {_show(value)} must be {rule}")
-        values[f.name] = value
-    return cls(**values)
-
-
-def _required_hint(path: str) -> str:
-    if path != "model":
-        return ""  # pragma: no cover - model is the only required key
-    from layerscope.lab.registry import MODELS
-
-    _load_registries()
-    known = MODELS.list()
-    return f": the registered model to train, one of {', '.join(known) or '(none registered)'}"
-
-
 # --------------------------------------------------------------------------- resolution
 def _load_registries() -> None:
     """Import the modules that fill the registries (models only where that package exists)."""
@@ -541,13 +234,13 @@ def _load_registries() -> None:
         importlib.import_module("layerscope.models")
 
 
-def _lookup(registry, name: str, path: str, context: _Context):
+def _lookup(registry, name: str, path: str, context: Context):
     if name not in registry:
         raise ConfigError(f"{context.prefix()}key {path!r}: {registry.unknown_message(name)}")
     return registry.get(name)
 
 
-def _check_kwargs(factory, kwargs: dict, path: str, reserved: dict, context: _Context) -> None:
+def _check_kwargs(factory, kwargs: dict, path: str, reserved: dict, context: Context) -> None:
     for key in kwargs:
         if key in reserved:
             raise ConfigKeyError(
@@ -576,7 +269,7 @@ def _check_kwargs(factory, kwargs: dict, path: str, reserved: dict, context: _Co
             )
 
 
-def _resolve_optimizer(cfg: OptimizerConfig, context: _Context) -> OptimizerConfig:
+def _resolve_optimizer(cfg: OptimizerConfig, context: Context) -> OptimizerConfig:
     from layerscope.lab.registry import OPTIMIZERS
 
     factory = _lookup(OPTIMIZERS, cfg.name, "optimizer.name", context)
@@ -591,16 +284,10 @@ def _resolve_optimizer(cfg: OptimizerConfig, context: _Context) -> OptimizerConf
                     f"{cfg.name!r}, whose factory has no default for it"
                 )
             filled[key] = float(default)
-    return _replace(cfg, **filled)
+    return replace(cfg, **filled)
 
 
-def _replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes) if changes else obj
-
-
-def _resolve(cfg: RunConfig, context: _Context) -> RunConfig:
+def _resolve(cfg: RunConfig, context: Context) -> RunConfig:
     from layerscope.lab.registry import DATASETS, METRICS, MODELS
     from layerscope.stats.spectrum import list_statistics
 
@@ -621,8 +308,8 @@ def _resolve(cfg: RunConfig, context: _Context) -> RunConfig:
     _check_kwargs(model, cfg.model_kwargs, "model_kwargs", {"width": "width"}, context)
     reserved = {"resolution": "resolution", "seed": "seed"}
     _check_kwargs(dataset, cfg.dataset_kwargs, "dataset_kwargs", reserved, context)
-    cfg = _replace(cfg, optimizer=_resolve_optimizer(cfg.optimizer, context))
-    return _replace(cfg, run_id=_resolve_run_id(cfg, context))
+    cfg = replace(cfg, optimizer=_resolve_optimizer(cfg.optimizer, context))
+    return replace(cfg, run_id=_resolve_run_id(cfg, context))
 
 
 def _identity_hash(cfg: RunConfig) -> str:
@@ -631,7 +318,7 @@ def _identity_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _resolve_run_id(cfg: RunConfig, context: _Context) -> str:
+def _resolve_run_id(cfg: RunConfig, context: Context) -> str:
     template = cfg.run_id if cfg.run_id is not None else "{hash}"
     names = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "run_id"}
     try:
@@ -669,97 +356,17 @@ def _plain(obj):
     return obj
 
 
-# --------------------------------------------------------------------------- files
-def _strip_json_comments(text: str) -> str:
-    """Remove // and /* */ comments outside strings (listing 1 of dissertation 6.2.3 has them)."""
-    out, i, in_string = [], 0, False
-    while i < len(text):
-        char = text[i]
-        if in_string:
-            out.append(char)
-            if char == "\\":
-                out.append(text[i + 1 : i + 2])
-                i += 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-            out.append(char)
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            i = len(text) if end < 0 else end
-            continue
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            chunk = text[i : len(text) if end < 0 else end + 2]
-            out.append("\n" * chunk.count("\n"))  # keep line numbers for error messages
-            i += len(chunk)
-            continue
-        else:
-            out.append(char)
-        i += 1
-    return "".join(out)
-
-
-def _yaml_loader():
-    try:
-        import yaml
-    except ImportError:
-        raise ConfigError(
-            "reading YAML configs needs PyYAML: pip install pyyaml (or layerscope[yaml]), or "
-            "write the config as TOML or JSON"
-        ) from None
-
-    class Loader(yaml.SafeLoader):
-        """SafeLoader that reads 1e-3 as a float (YAML 1.2), not as the string '1e-3'."""
-
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
-        list("-+0123456789."),
-    )
-    return yaml, Loader
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping stored in a .json, .toml, .yaml or .yml config file.
+def expand(config: Mapping[str, Any], *, source: str | None = None) -> list[dict[str, Any]]:
+    """The grid of runs a config describes, as raw mappings (validated by ``from_dict``).
 
     Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.json"
-        >>> _ = path.write_text('{"model": "vgg11", // the network\\n "epoch": 3}')
-        >>> read_config_file(path)
-        {'model': 'vgg11', 'epoch': 3}
+        >>> runs = expand({"model": ["a", "b"], "width": [1, 0.5], "metrics": ["accuracy", "top5"]})
+        >>> [(r["model"], r["width"]) for r in runs]
+        [('a', 1), ('a', 0.5), ('b', 1), ('b', 0.5)]
+        >>> runs[0]["metrics"]
+        ['accuracy', 'top5']
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".toml", ".yaml", ".yml"):
-        raise ConfigError(
-            f"config {path}: unknown format {suffix!r}; use .json, .toml, .yaml or .yml"
-        )
-    if not path.is_file():
-        raise ConfigError(f"config {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if suffix == ".json":
-            data = json.loads(_strip_json_comments(text))
-        elif suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            yaml, loader = _yaml_loader()
-            try:
-                data = yaml.load(text, Loader=loader)
-            except yaml.YAMLError as error:
-                raise ValueError(str(error)) from error
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, ValueError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"config {path} is not valid {suffix[1:].upper()}: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigTypeError(
-            f"config {path}: the top level must be a table of keys, got {type(data).__name__}"
-        )
-    return data
+    return expand_mapping(config, Context(RunConfig, source))
 
 
 def _describe_combo(run: Mapping, swept: Sequence[str]) -> str:
@@ -797,20 +404,32 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
 
     Raises :class:`~layerscope.errors.ConfigError` (or its subclasses) naming the file, the run
     of the grid and the key when anything is wrong, and when two runs would share a folder.
+
+    Example:
+        >>> from layerscope.lab.registry import MODELS
+        >>> MODELS.add("doc_cnn", lambda width=1.0: None)
+        >>> grid = load_config({"model": "doc_cnn", "seed": [0, 1], "optimizer": "sgd"})
+        >>> [(run.seed, run.optimizer.lr) for run in grid]
+        [(0, 0.01), (1, 0.01)]
+        >>> load_config({"model": "doc_cnn", "optimizer": {"lr": "high"}})
+        Traceback (most recent call last):
+        ...
+        layerscope.errors.ConfigTypeError: config: key 'optimizer.lr' = 'high' (str) should be a number or none
+        >>> _ = MODELS._entries.pop("doc_cnn")
     """
     source = None
     if isinstance(config, (str, PathLike)):
         source = str(config)
         config = read_config_file(config)
-    raw_runs = expand(config, source=source)
+    raw_runs = expand_mapping(config, Context(RunConfig, source))
     swept = _swept_keys(raw_runs)
     runs = []
     for index, raw in enumerate(raw_runs):
         label = f"run {index + 1} of {len(raw_runs)}"
         if swept:
             label += f" ({_describe_combo(raw, swept)})"
-        context = _Context(source, label if len(raw_runs) > 1 else None)
-        runs.append(_resolve(_build(RunConfig, raw, "", context), context))
+        context = Context(RunConfig, source, label if len(raw_runs) > 1 else None)
+        runs.append(_resolve(build(RunConfig, raw, "", context), context))
     folders: dict[Path, int] = {}
     for index, run in enumerate(runs):
         folder = run_dir(run)
