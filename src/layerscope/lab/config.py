@@ -314,7 +314,7 @@ def _resolve(cfg: RunConfig, context: Context) -> RunConfig:
 
 def _identity_hash(cfg: RunConfig) -> str:
     data = {k: v for k, v in _plain(cfg).items() if k not in TECHNICAL_KEYS}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
