@@ -36,3 +36,27 @@ class UnknownNameError(KeyError):
 
 class PhaseError(RuntimeError):
     """The tracker's epoch/phase calls happened in an order that cannot be right."""
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot run, found before anything trains.
+
+    The message names the file (when known), the key path (``optimizer.lr``), the value, the rule
+    and the fix.
+    """
+
+
+class ConfigKeyError(ConfigError):
+    """An unknown key (with the closest valid key suggested) or a missing required key."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config value of the wrong type; names the key, the value and the expected type."""
+
+
+class DatasetNotFoundError(FileNotFoundError, ValueError):
+    """A dataset's files are not on disk; the message says which files to put in which folder."""
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file exists but is not in its format (bad magic number, truncated, wrong keys)."""
