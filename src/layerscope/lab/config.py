@@ -146,7 +146,7 @@ class TrackerConfig:
     include: tuple[str, ...] | None = None
     # Layer name patterns to leave out.
     exclude: tuple[str, ...] = ()
-    # float64 is what the dissertation insists on; "mixed" is faster on GPUs.
+    # float64 is what the dissertation insists on; "mixed" (float32 batch Gram) is faster.
     precision: Literal["float64", "mixed"] = "float64"
     # Shrink feature maps to at most this size before accumulating (Delve); None keeps them.
     downsample: int | None = field(default=None, metadata=_check(">= 1", _at_least_one))

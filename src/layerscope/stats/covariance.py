@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Literal, Self
 
 import torch
-from scipy.linalg import blas
 
 from layerscope.errors import LayerTooWideError, NonFiniteBatchWarning, StateMismatchError
 from layerscope.stats.base import StreamingStatistic
@@ -83,7 +82,6 @@ class _Workspace(threading.local):
 
 
 _WORKSPACE = _Workspace()
-_SYRK = {torch.float64: blas.dsyrk, torch.float32: blas.ssyrk}
 
 
 def release_workspaces() -> None:
@@ -100,19 +98,12 @@ def _format_bytes(num_bytes: float) -> str:
 
 
 def _gram(samples: torch.Tensor, *, features_first: bool) -> torch.Tensor:
-    """The (d, d) Gram matrix of a C-contiguous batch of samples, dense and exactly symmetric.
+    """The (d, d) Gram matrix of a batch of samples, (d, n) if ``features_first`` else (n, d).
 
-    ``samples`` is (d, n) when ``features_first`` else (n, d). On CPU this calls BLAS ``syrk``
-    through SciPy, which computes one triangle only: half the floating point work of a general
-    product and up to 2x faster than ``torch.mm`` here (benchmarks/covariance.py). Elsewhere it
-    is a plain matrix product.
+    A plain ``torch.mm`` in torch's own thread pool. (SciPy's BLAS ``syrk`` computes half the
+    products and was up to 2x faster in isolation, but its second thread pool fought torch's
+    inside a training step and made steps several times slower on a loaded 2-core machine.)
     """
-    if samples.device.type == "cpu" and samples.dtype in _SYRK:
-        # A C-contiguous (r, c) array is a Fortran-contiguous (c, r) one, which syrk reads
-        # without a copy: trans=1 gives A^T A, trans=0 gives A A^T (upper triangle only).
-        fortran = samples.numpy().T
-        upper = torch.from_numpy(_SYRK[samples.dtype](1.0, fortran, trans=int(features_first)))
-        return upper.triu() + upper.triu(1).T
     return samples @ samples.T if features_first else samples.T @ samples
 
 
