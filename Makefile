@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/layerscope spectrum
+	$(BIN)/layerscope demo
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,0 +1,43 @@
+"""analyze(): one pass over a dataset, checked against numpy on the same outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from layerscope import analyze
+
+
+def test_table_matches_numpy_and_restores_the_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 3)).train()
+    batches = [(torch.randn(50, 6), torch.zeros(50)) for _ in range(3)]
+    table = analyze(model, batches, statistics=["saturation", "intrinsic_dimension"], delta=0.95)
+    assert model.training
+    assert list(table.index) == ["0", "2"]
+    assert table.loc["0", "features"] == 12 and table.loc["0", "type"] == "Linear"
+    with torch.no_grad():
+        outputs = model[0](torch.cat([x for x, _ in batches])).double().numpy()
+    centred = outputs - outputs.mean(0)
+    eigenvalues = np.sort(np.linalg.eigvalsh(centred.T @ centred / len(outputs)))[::-1]
+    k = int(np.argmax(np.cumsum(eigenvalues) / eigenvalues.sum() >= 0.95 * (1 - 1e-12))) + 1
+    assert table.loc["0", "samples"] == 150
+    assert table.loc["0", "intrinsic_dimension"] == k
+    assert table.loc["0", "saturation"] == pytest.approx(k / 12)
+
+
+def test_accepts_plain_tensors_and_dicts():
+    model = nn.Sequential(nn.Linear(2, 2))
+    assert analyze(model, [torch.randn(5, 2)]).loc["0", "samples"] == 5
+    assert analyze(model, [{"input": torch.randn(4, 2)}]).loc["0", "samples"] == 4
+
+
+def test_empty_data_is_a_clear_error_and_leaves_no_hooks():
+    model = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="is `data` empty"):
+        analyze(model, [])
+    with pytest.raises(RuntimeError):
+        analyze(model, [torch.randn(3, 5)])  # wrong input width: torch's own error
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
