@@ -136,6 +136,16 @@ class SQLiteSink(_ClosedMixin):
         self._check_open()
         self._connection.commit()
 
+    def discard_from(self, run: str, epoch: int) -> int:
+        """Delete the records of ``run`` from ``epoch`` on (to resume from a checkpoint of the
+        epoch before); returns how many were deleted. Committed at once."""
+        self._check_open()
+        cursor = self._connection.execute(
+            "DELETE FROM records WHERE run = ? AND epoch >= ?", (run, int(epoch))
+        )
+        self._connection.commit()
+        return cursor.rowcount
+
     def close(self) -> None:
         if self._closed:
             return

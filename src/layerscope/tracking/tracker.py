@@ -442,8 +442,8 @@ class Tracker:
             sink.write(rows)
             sink.flush()
 
-    def log(self, phase: str = EPOCH_PHASE, **scalars: float) -> None:
-        """Record user scalars (loss, accuracy, time, ...) for the current epoch.
+    def log(self, phase: str = EPOCH_PHASE, *, epoch: int | None = None, **scalars: float) -> None:
+        """Record user scalars (loss, accuracy, time, ...) for the current epoch (or ``epoch``).
 
         Example:
             >>> tracker = Tracker(nn.Linear(2, 2), weights=False)
@@ -464,7 +464,8 @@ class Tracker:
                     f"scalar {name!r} must be a number or a one-element tensor, got "
                     f"{type(value).__name__}"
                 ) from None
-            rows.append(Record(self.run, self.epoch, phase, None, None, name, number, now))
+            rows.append(Record(self.run, self.epoch if epoch is None else epoch, phase, None,
+                               None, name, number, now))  # fmt: skip
         self._emit(rows)
 
     def end_epoch(self, epoch: int | None = None, **scalars: float) -> None:
@@ -512,6 +513,13 @@ class Tracker:
         self._batches_recorded.clear()
         self._epochs_ended += 1
         self.epoch += 1
+
+    def set_initial_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Measure distance from initialisation against these weights (a model ``state_dict``),
+        e.g. the run's epoch-0 weights when continuing it from a checkpoint."""
+        if self._weights is None:
+            raise ValueError("this Tracker does not record weights (weights=False)")
+        self._weights.set_initial(dict(state_dict))
 
     # ------------------------------------------------------------------ outputs
     @property

@@ -64,16 +64,29 @@ class WeightSnapshots:
         self._parameters: dict[str, list[torch.Tensor]] = {}
         self._initial: dict[str, list[torch.Tensor]] = {}
         self._previous: dict[str, list[torch.Tensor]] = {}
+        self._named: dict[str, list[tuple[int, str]]] = {}
         for name, module in layers:
             params = weight_parameters(module)
             if not params:
                 continue
             self._parameters[name] = params
+            self._named[name] = [(id(p), n) for n, p in module.named_parameters()]
             self._initial[name] = [self._copy(p) for p in params]
             self._previous[name] = [self._copy(p) for p in params]
 
     def _copy(self, parameter: torch.Tensor) -> torch.Tensor:
         return parameter.detach().to(self.device or parameter.device, copy=True)
+
+    def set_initial(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Replace the initial weights W_0 with those in a model ``state_dict`` (keys
+        ``<layer>.<parameter>``), e.g. to continue a run from a checkpoint."""
+        for name, params in self._parameters.items():
+            module_params = dict(self._named[name])
+            for i, p in enumerate(params):
+                key = f"{name}.{module_params[id(p)]}"
+                if key not in state_dict:
+                    raise KeyError(f"initial weights have no entry {key!r} for layer {name!r}")
+                self._initial[name][i].copy_(state_dict[key])
 
     @property
     def layers(self) -> list[str]:

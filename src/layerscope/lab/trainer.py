@@ -1,0 +1,273 @@
+"""One training run from a :class:`RunConfig`: data, model, Tracker, checkpoints, resume (C10).
+
+The loop is the dissertation's PHD-Lab trainer (6.2) with what it got wrong fixed: losses are
+per-sample means over the epoch (not divided by the batch size again), checkpoints are atomic and
+verified, and a run resumes from its last good checkpoint, not from the presence of a CSV.
+
+A run folder (``run_dir(cfg)``) holds::
+
+    config.json        the resolved config, written before training: enough to rerun alone
+    run.json           versions and tracker options (written by the Tracker)
+    records.sqlite     per-layer statistics and per-epoch metrics
+    checkpoints/       epoch-NNNN.pt (the newest two) and initial.pt (the weights at epoch 0)
+    figures/, report.html
+    done.json          written last: the run finished (a rerun skips it)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from layerscope.errors import ConfigError
+from layerscope.lab.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from layerscope.lab.config import RunConfig, format_width, resolve_device, run_dir
+from layerscope.lab.optimizers import step_schedule
+from layerscope.lab.registry import METRICS, MODELS, OPTIMIZERS
+from layerscope.store.atomic import atomic_save, atomic_write_text
+from layerscope.store.sinks import SQLiteSink
+from layerscope.tracking.tracker import Tracker
+
+__all__ = ["RunResult", "seed_everything", "train_run"]
+
+CONFIG_FILE = "config.json"
+DONE_FILE = "done.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`train_run` did: ``status`` is ``"finished"`` or ``"skipped"`` (already done)."""
+
+    run_dir: Path
+    status: str
+    epochs_trained: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random (data-loader workers are seeded from torch's seed)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global generator user code draws from
+    random.seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002 - each worker's global generator
+    random.seed(seed)
+
+
+def _write_config(folder: Path, cfg: RunConfig) -> None:
+    """Write the resolved config; refuse a folder that holds a different run."""
+    path = folder / CONFIG_FILE
+    resolved = cfg.to_dict()
+    if path.is_file():
+        existing = json.loads(path.read_text(encoding="utf-8"))
+        if existing != resolved:
+            changed = sorted(k for k in resolved.keys() | existing.keys()
+                             if resolved.get(k) != existing.get(k))  # fmt: skip
+            raise ConfigError(
+                f"{folder} holds a run with another config (differs in {', '.join(changed)}). "
+                f"Give this run another run_id or logs_dir, or delete the folder."
+            )
+        return
+    atomic_write_text(path, json.dumps(resolved, indent=2) + "\n")
+
+
+def _build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
+    kwargs = dict(cfg.model_kwargs)
+    kwargs.setdefault("num_classes", num_classes)
+    kwargs.setdefault("in_channels", in_channels)
+    if cfg.width != 1.0 or "width" in _parameters(MODELS.get(cfg.model)):
+        kwargs["width"] = cfg.width
+    return MODELS.create(cfg.model, **kwargs)
+
+
+def _parameters(factory: Callable) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _run_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    metrics: dict[str, Callable],
+    optimizer: torch.optim.Optimizer | None,
+    description: str,
+    progress: bool,
+) -> dict[str, float]:
+    """One pass over ``loader``; trains when an optimizer is given. Per-sample means."""
+    training = optimizer is not None
+    model.train(training)
+    loss_function = nn.CrossEntropyLoss(reduction="sum")
+    totals = dict.fromkeys(["loss", *metrics], 0.0)
+    seen = 0
+    bar = tqdm(loader, desc=description, leave=False, disable=not progress, file=sys.stderr)
+    with torch.set_grad_enabled(training):
+        for inputs, targets in bar:
+            inputs, targets = inputs.to(device), targets.to(device)
+            logits = model(inputs)
+            if logits.dim() != 2 or logits.shape[0] != len(targets):
+                raise ValueError(
+                    f"the model returned shape {tuple(logits.shape)} for a batch of "
+                    f"{len(targets)}; the trainer trains classifiers returning (batch, classes)"
+                )
+            loss = loss_function(logits, targets)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                (loss / len(targets)).backward()
+                optimizer.step()
+            seen += len(targets)
+            totals["loss"] += loss.item()
+            for name, metric in metrics.items():
+                totals[name] += float(metric(logits.detach(), targets))
+            bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
+    return {name: value / max(seen, 1) for name, value in totals.items()}
+
+
+def train_run(
+    cfg: RunConfig,
+    *,
+    position: tuple[int, int] = (1, 1),
+    progress: bool = True,
+    after_epoch: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Train one configured run with tracking; resume it if it was interrupted.
+
+    Args:
+        cfg: a resolved config (from :func:`~layerscope.lab.config.load_config`).
+        position: (index, total) of the run in its grid, for the progress bar.
+        progress: show progress bars (stderr).
+        after_epoch: called with the epoch index after each epoch's checkpoint is saved.
+
+    Returns:
+        A :class:`RunResult`; a finished run (``done.json`` present) is skipped.
+    """
+    folder = run_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_config(folder, cfg)  # refuses a folder that holds another run, finished or not
+    if (folder / DONE_FILE).is_file():
+        done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
+        return RunResult(folder, "skipped", 0, done.get("metrics", {}))
+
+    from layerscope.datasets import load_dataset
+
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
+                        **cfg.dataset_kwargs)  # fmt: skip
+    model = _build_model(cfg, data.num_classes, data.in_channels).to(device)
+    optimizer = OPTIMIZERS.create(
+        cfg.optimizer.name, params=model.parameters(), lr=cfg.optimizer.lr,
+        momentum=cfg.optimizer.momentum, weight_decay=cfg.optimizer.weight_decay,
+    )  # fmt: skip
+    scheduler = step_schedule(optimizer, cfg.optimizer.step, cfg.optimizer.factor)
+    metrics = {name: METRICS.get(name) for name in cfg.metrics}
+
+    checkpoints = folder / "checkpoints"
+    initial_path = checkpoints / "initial.pt"
+    checkpoint = latest_checkpoint(checkpoints, map_location=device)
+    if checkpoint is None:
+        start = 0
+        atomic_save(initial_path, lambda handle: torch.save(model.state_dict(), handle))
+    else:
+        model.load_state_dict(checkpoint.state["model"])
+        optimizer.load_state_dict(checkpoint.state["optimizer"])
+        scheduler.load_state_dict(checkpoint.state["scheduler"])
+        restore_rng_state(checkpoint.state["rng"])
+        start = checkpoint.epoch + 1
+        if progress:
+            print(f"resuming {folder} from epoch {start + 1} ({checkpoint.path.name})",
+                  file=sys.stderr)  # fmt: skip
+
+    # Records of epochs after the checkpoint (a phase that finished before the crash) go.
+    store = SQLiteSink(folder / "records.sqlite")
+    store.discard_from(cfg.run_id, start)
+    store.close()
+
+    generator = torch.Generator()
+    train_loader = DataLoader(
+        data.train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+        worker_init_fn=_seed_worker, generator=generator,
+    )  # fmt: skip
+    test_loader = DataLoader(data.test, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    t = cfg.tracker
+    tracker = Tracker(
+        model, folder, run=cfg.run_id, statistics=t.statistics, delta=t.delta,
+        include=t.include, exclude=t.exclude or None, precision=t.precision,
+        downsample=t.downsample, downsample_method=t.downsample_method,
+        every_n_batches=t.every_n_batches, max_batches=t.max_batches, start_epoch=start,
+        metadata={"config": cfg.to_dict()},
+    )  # fmt: skip
+    index, total = position
+    name = f"run {index}/{total} {cfg.model} w={format_width(cfg.width)}"
+    last: dict[str, float] = {}
+    with tracker:
+        if start > 0:
+            tracker.set_initial_weights(torch.load(initial_path, map_location=device,
+                                                   weights_only=True))  # fmt: skip
+        for epoch in range(start, cfg.epochs):
+            started = time.perf_counter()
+            data.set_epoch(epoch)
+            # The shuffle order depends on (seed, epoch) only, so a resumed run sees the
+            # same batches as an uninterrupted one.
+            generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+            label = f"{name} epoch {epoch + 1}/{cfg.epochs}"
+            lr = optimizer.param_groups[0]["lr"]
+            train = _run_epoch(model, train_loader, device, metrics, optimizer, label, progress)
+            test = _run_epoch(model, test_loader, device, metrics, None, label + " eval", progress)
+            scheduler.step()
+            last = {f"train_{k}": v for k, v in train.items()}
+            last |= {f"test_{k}": v for k, v in test.items()}
+            tracker.end_epoch(**last, lr=lr, seconds=time.perf_counter() - started)
+            save_checkpoint(checkpoints, epoch, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": capture_rng_state(),
+            })  # fmt: skip
+            if progress:
+                print(f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
+                      + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss"),
+                      file=sys.stderr)  # fmt: skip
+            if after_epoch is not None:
+                after_epoch(epoch)
+        _record_model_size(tracker, model, data)
+    atomic_write_text(folder / DONE_FILE, json.dumps({"metrics": last, "epochs": cfg.epochs},
+                                                     indent=2))  # fmt: skip
+    return RunResult(folder, "finished", cfg.epochs - start, last)
+
+
+def _record_model_size(tracker: Tracker, model: nn.Module, data) -> None:
+    """Parameter count and FLOPs per forward pass, as phase ``run`` of the last epoch."""
+    parameters = sum(p.numel() for p in model.parameters())
+    values = {"parameters": float(parameters)}
+    try:
+        from layerscope.analysis.complexity import count_flops
+    except ImportError:  # the counter lives in the receptive-field work
+        count_flops = None
+    if count_flops is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values["flops"] = float(count_flops(model, data.input_size).total)
+    tracker.log(phase="run", epoch=max(tracker.epoch - 1, 0), **values)

@@ -1,0 +1,175 @@
+"""The trainer: run folders, checkpoints, skip, resume after SIGKILL, corrupt checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from layerscope import load
+from layerscope.errors import ConfigError
+from layerscope.lab import load_config
+from layerscope.lab.checkpoint import latest_checkpoint
+from layerscope.lab.registry import MODELS
+from layerscope.lab.trainer import train_run
+
+TINY = textwrap.dedent(
+    """
+    import time
+    import torch
+    from torch import nn
+    from layerscope.lab.registry import MODELS
+
+    class TinyNet(nn.Module):
+        def __init__(self, num_classes=10, in_channels=1, width=1.0, delay=0.0):
+            super().__init__()
+            channels = max(1, round(8 * width))
+            self.conv = nn.Conv2d(in_channels, channels, 3, padding=1)
+            self.head = nn.Linear(channels, num_classes)
+            self.delay = delay
+
+        def forward(self, x):
+            if self.delay:
+                time.sleep(self.delay)
+            x = torch.relu(self.conv(x))
+            return self.head(x.mean((2, 3)))
+
+    if "tiny_test_net" not in MODELS:
+        MODELS.add("tiny_test_net", TinyNet)
+    """
+)
+exec(TINY)  # the same model in this process and in the subprocess
+
+
+def config(tmp_path, **overrides):
+    base = {
+        "model": "tiny_test_net", "dataset": "digits", "resolution": 8, "epochs": 2,
+        "batch_size": 128, "seed": 3, "logs_dir": str(tmp_path / "logs"), "device": "cpu",
+        "run_id": "r",
+    }  # fmt: skip
+    base.update(overrides)
+    return load_config(base)[0]
+
+
+def test_a_run_writes_its_folder_and_a_rerun_skips_it(tmp_path):
+    cfg = config(tmp_path)
+    result = train_run(cfg, progress=False)
+    folder = tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r"
+    assert result.status == "finished" and result.run_dir == folder
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved == cfg.to_dict() and saved["seed"] == 3
+    for name in ("run.json", "records.sqlite", "report.html", "done.json", "layers.json"):
+        assert (folder / name).is_file(), name
+    df = load(folder)
+    assert sorted(df.epoch.unique()) == [0, 1]
+    assert {"train_loss", "test_accuracy", "test_top5", "lr", "parameters"} <= set(df.statistic)
+    params = df.query("statistic == 'parameters'").value.item()
+    assert params == sum(p.numel() for p in MODELS.create("tiny_test_net").parameters())
+    assert latest_checkpoint(folder / "checkpoints").epoch == 1
+    again = train_run(cfg, progress=False)
+    assert again.status == "skipped" and len(load(folder)) == len(df)
+
+
+def test_loss_is_the_per_sample_mean(tmp_path):
+    cfg = config(tmp_path, epochs=1)
+    train_run(cfg, progress=False)
+    folder = tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r"
+    df = load(folder).set_index("statistic").value
+    model = MODELS.create("tiny_test_net")
+    state = latest_checkpoint(folder / "checkpoints").state["model"]
+    model.load_state_dict(state)
+    from layerscope.datasets import load_dataset
+
+    data = load_dataset("digits", resolution=8, seed=3)
+    images = torch.stack([data.test[i][0] for i in range(len(data.test))])
+    labels = torch.tensor([data.test[i][1] for i in range(len(data.test))])
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model.eval()(images), labels).item()
+    assert df["test_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_folder_with_another_config_is_refused(tmp_path):
+    train_run(config(tmp_path, epochs=1), progress=False)
+    with pytest.raises(ConfigError, match="differs in epochs"):
+        train_run(config(tmp_path, epochs=2), progress=False)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    cfg = config(tmp_path, epochs=3)
+    folder = tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r"
+
+    def crash_after_second_epoch(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, progress=False, after_epoch=crash_after_second_epoch)
+    newest = folder / "checkpoints" / "epoch-0001.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    with pytest.warns(RuntimeWarning, match="epoch-0001.pt cannot be loaded"):
+        result = train_run(cfg, progress=False)
+    assert result.epochs_trained == 2  # epochs 1 and 2 again, from the checkpoint of epoch 0
+    df = load(folder)
+    assert sorted(df.epoch.unique()) == [0, 1, 2]
+    assert len(df[(df.epoch == 1) & (df.statistic == "train_loss")]) == 1  # no duplicates
+
+
+SCRIPT = TINY + textwrap.dedent(
+    """
+    import sys
+    from layerscope.lab import load_config
+    from layerscope.lab.trainer import train_run
+    import json
+    cfg = load_config(json.loads(sys.argv[1]))[0]
+    train_run(cfg, progress=False, after_epoch=lambda e: print("epoch", e, flush=True))
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_killed_during_epoch_2_of_4_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    common = {"epochs": 4, "model_kwargs": {"delay": 0.02}}
+    killed = config(tmp_path / "killed", **common)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, json.dumps(killed.to_dict())],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()  # "epoch 0": epoch 1 of 4 is finished
+        assert line.strip() == "epoch 0", line
+        time.sleep(0.25)  # well inside epoch 2 (12 batches of >= 20 ms each)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.stdout.close()
+    folder = tmp_path / "killed" / "logs" / "tiny_test_net" / "digits" / "8" / "r"
+    assert latest_checkpoint(folder / "checkpoints").epoch == 0
+    assert not (folder / "done.json").exists()
+
+    resumed = train_run(killed, progress=False)
+    assert resumed.epochs_trained == 3
+    reference = train_run(config(tmp_path / "straight", **common), progress=False)
+
+    def final_weights(run):
+        return latest_checkpoint(run.run_dir / "checkpoints").state["model"]
+
+    a, b = final_weights(resumed), final_weights(reference)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    columns = ["epoch", "phase", "layer", "statistic", "value"]
+    records = [
+        load(run.run_dir)[columns]
+        .query("statistic != 'seconds'")
+        .sort_values(columns[:4])
+        .reset_index(drop=True)
+        for run in (resumed, reference)
+    ]
+    assert records[0].equals(records[1])
