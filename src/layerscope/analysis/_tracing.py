@@ -516,20 +516,32 @@ class _Runner(nn.Module):
         return self.function(x)
 
 
-def _shape_run(model: nn.Module, function, x: torch.Tensor) -> list[Op]:
-    """``function(x)`` on meta tensors (shapes only, no arithmetic: a ResNet-50 at 224 px takes
-    a fraction of a second), or on the real tensors when an operation has no meta kernel, the
-    model branches on values, or has uninitialised (lazy) parameters."""
-    try:
-        state = {
-            f"model.{name}": torch.empty_like(tensor, device="meta")
-            for name, tensor in (*model.named_parameters(), *model.named_buffers())
-        }
-        return torch.func.functional_call(
-            _Runner(model, function), state, (torch.empty_like(x, device="meta"),)
-        )
-    except Exception:
-        return function(x)
+#: Inputs with at most this many positions run on real tensors: a forward pass at CIFAR-like
+#: sizes takes milliseconds, while the first meta-tensor pass of a process loads torch's Python
+#: meta kernels (about 2 s, once).
+REAL_TENSOR_POSITIONS = 64 * 64
+
+
+def _shape_run(model: nn.Module, function, x: torch.Tensor) -> Any:
+    """``function(x)`` where only shapes matter.
+
+    Large inputs run on meta tensors (shapes only, no arithmetic: a ResNet-50 at 224 px takes a
+    fraction of a second once torch's meta kernels are loaded), falling back to the real tensors
+    when an operation has no meta kernel, the model branches on values, or it has uninitialised
+    (lazy) parameters. Small inputs run on the real tensors directly.
+    """
+    if x[0, 0].numel() > REAL_TENSOR_POSITIONS:
+        try:
+            state = {
+                f"model.{name}": torch.empty_like(tensor, device="meta")
+                for name, tensor in (*model.named_parameters(), *model.named_buffers())
+            }
+            return torch.func.functional_call(
+                _Runner(model, function), state, (torch.empty_like(x, device="meta"),)
+            )
+        except Exception:
+            pass
+    return function(x)
 
 
 def _trace_hooks(

@@ -176,13 +176,12 @@ def _module_stack(model: nn.Module, counter: _Counter) -> Iterator[None]:
 
     try:
         for name, module in model.named_modules():
-            if name:
-                handles.append(
-                    module.register_forward_pre_hook(lambda m, a, name=name: before(m, a, name))
-                )
-                handles.append(
-                    module.register_forward_hook(lambda m, a, o, name=name: after(m, a, o, name))
-                )
+            handles.append(
+                module.register_forward_pre_hook(lambda m, a, name=name: before(m, a, name))
+            )
+            handles.append(
+                module.register_forward_hook(lambda m, a, o, name=name: after(m, a, o, name))
+            )
         yield
     finally:
         for handle in handles:
