@@ -397,6 +397,19 @@ def test_attention_gates_ignored_or_included():
     for field in plain.fields_:
         assert se[field.name].r_max_axes == field.r_max_axes
         assert se[field.name].r_min_axes == field.r_min_axes
+    # leaving the attention layers out of the sequence, as 10.1 does, gives the plain borders
+    plain18 = receptive_field(create_model("resnet18", width=1 / 16), 32)
+    se18, cbam18 = (
+        receptive_field(
+            create_model("resnet18", width=1 / 16, attention=kind), 32, exclude=["*.attention.*"]
+        )
+        for kind in ("se", "cbam")
+    )
+    assert (se18.border_min_, se18.border_max_) == (plain18.border_min_, plain18.border_max_)
+    # CBAM's spatial attention is a local 7x7 path: it widens r_max (b_max moves forward) but
+    # not r_min, so b_min, the predictor of the tail (10.3), stays
+    assert cbam18.border_min_ == plain18.border_min_
+    assert cbam18.border_max_.index < plain18.border_max_.index
     included = receptive_field(
         create_model("resnet18_cifar", width=1 / 16, attention="se"), 32, gates="include"
     )
@@ -550,3 +563,14 @@ def test_torchvision_models_when_importable():
     assert vgg16["features.28"].r_max == 196 and vgg16["features.30"].r_max == 212
     resnet50 = receptive_field(torchvision.models.resnet50(), 224)
     assert resnet50["layer4.2.conv3"].r_max == 427
+
+
+def test_recorded_blocks_use_the_hook_tracer():
+    from layerscope.models import BasicBlock
+
+    rf = receptive_field(create_model("resnet18", width=1 / 16), 32, include=[BasicBlock])
+    assert rf.tracer_ == "hooks" and "container" in rf.notes_[0]
+    assert [f.name for f in rf.fields_][:2] == ["layer1.0", "layer1.1"]
+    # a block's output: r_min through its skip, r_max through both convolutions
+    assert (rf["layer1.0"].r_min, rf["layer1.0"].r_max) == (11, 27)
+    assert rf["layer4.1"].r_max == 435

@@ -516,17 +516,18 @@ class _Runner(nn.Module):
         return self.function(x)
 
 
-#: Inputs with at most this many positions run on real tensors: a forward pass at CIFAR-like
-#: sizes takes milliseconds, while the first meta-tensor pass of a process loads torch's Python
-#: meta kernels (about 2 s, once).
-REAL_TENSOR_POSITIONS = 64 * 64
+#: Inputs with at most this many positions (256 x 256) run on real tensors: one forward pass of
+#: a ResNet-50 at 224 px takes about half a second on one CPU thread, while the first meta-tensor
+#: pass of a process loads torch's Python meta kernels (2-3 s, once). Larger inputs run on meta
+#: tensors, which cost neither arithmetic nor activation memory.
+REAL_TENSOR_POSITIONS = 256 * 256
 
 
 def _shape_run(model: nn.Module, function, x: torch.Tensor) -> Any:
     """``function(x)`` where only shapes matter.
 
-    Large inputs run on meta tensors (shapes only, no arithmetic: a ResNet-50 at 224 px takes a
-    fraction of a second once torch's meta kernels are loaded), falling back to the real tensors
+    Large inputs run on meta tensors (shapes only, no arithmetic or activation memory), falling
+    back to the real tensors
     when an operation has no meta kernel, the model branches on values, or it has uninitialised
     (lazy) parameters. Small inputs run on the real tensors directly.
     """
