@@ -14,23 +14,14 @@ under a second for the analysis.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from covariance import median_seconds  # benchmarks/ is on sys.path when run as a script
 
 from layerscope.analysis.complexity import count_flops
 from layerscope.analysis.receptive_field import receptive_field
 from layerscope.models import create_model
-
-
-def median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

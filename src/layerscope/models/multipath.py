@@ -128,25 +128,24 @@ class MPNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-@register_model("mpnet18")
-def mpnet18(*, num_classes=10, in_channels=3, width=1.0) -> MPNet:
-    """MPNet18: 2 blocks per stage, pathways of two 3x3 and two 7x7 convolutions (10.2)."""
-    return MPNet(
-        (2, 2, 2, 2),
-        ((2, 3), (2, 7)),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-    )
+def _mpnet_factory(name: str, blocks, paths, summary: str):
+    def factory(*, num_classes=10, in_channels=3, width=1.0) -> MPNet:
+        return MPNet(blocks, paths, num_classes=num_classes, in_channels=in_channels, width=width)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = summary
+    return register_model(name)(factory)
 
 
-@register_model("mpnet36")
-def mpnet36(*, num_classes=10, in_channels=3, width=1.0) -> MPNet:
-    """MPNet36: 4 blocks per stage, pathways of one 3x3 and two 7x7 convolutions (10.2)."""
-    return MPNet(
-        (4, 4, 4, 4),
-        ((1, 3), (2, 7)),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-    )
+mpnet18 = _mpnet_factory(
+    "mpnet18",
+    (2, 2, 2, 2),
+    ((2, 3), (2, 7)),
+    "MPNet18: 2 blocks per stage, pathways of two 3x3 and two 7x7 convolutions (10.2).",
+)
+mpnet36 = _mpnet_factory(
+    "mpnet36",
+    (4, 4, 4, 4),
+    ((1, 3), (2, 7)),
+    "MPNet36: 4 blocks per stage, pathways of one 3x3 and two 7x7 convolutions (10.2).",
+)

@@ -165,54 +165,38 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-def _resnet(block, blocks, stem, num_classes, in_channels, skip, attention, width) -> ResNet:
-    return ResNet(
-        block,
-        blocks,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        skip=skip,
-        attention=attention,
-        width=width,
-    )
+def _resnet_factory(name: str, block, blocks: tuple[int, ...], stem: str, summary: str):
+    def factory(
+        *, num_classes=10, in_channels=3, stem=stem, skip=True, attention=None, width=1.0
+    ) -> ResNet:
+        return ResNet(
+            block,
+            blocks,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            stem=stem,
+            skip=skip,
+            attention=attention,
+            width=width,
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"{summary} See :class:`ResNet` for the options."
+    return register_model(name)(factory)
 
 
-@register_model("resnet18")
-def resnet18(
-    *, num_classes=10, in_channels=3, stem="imagenet", skip=True, attention=None, width=1.0
-) -> ResNet:
-    """ResNet18 (basic blocks 2-2-2-2), ImageNet stem by default. See :class:`ResNet`."""
-    return _resnet(BasicBlock, (2, 2, 2, 2), stem, num_classes, in_channels, skip, attention, width)
-
-
-@register_model("resnet34")
-def resnet34(
-    *, num_classes=10, in_channels=3, stem="imagenet", skip=True, attention=None, width=1.0
-) -> ResNet:
-    """ResNet34 (basic blocks 3-4-6-3), ImageNet stem by default. See :class:`ResNet`."""
-    return _resnet(BasicBlock, (3, 4, 6, 3), stem, num_classes, in_channels, skip, attention, width)
-
-
-@register_model("resnet50")
-def resnet50(
-    *, num_classes=10, in_channels=3, stem="imagenet", skip=True, attention=None, width=1.0
-) -> ResNet:
-    """ResNet50 (bottleneck blocks 3-4-6-3), ImageNet stem by default. See :class:`ResNet`."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), stem, num_classes, in_channels, skip, attention, width)
-
-
-@register_model("resnet18_cifar")
-def resnet18_cifar(
-    *, num_classes=10, in_channels=3, stem="cifar", skip=True, attention=None, width=1.0
-) -> ResNet:
-    """ResNet18 with the CIFAR stem (one 3x3 convolution, stride 1, no pooling)."""
-    return _resnet(BasicBlock, (2, 2, 2, 2), stem, num_classes, in_channels, skip, attention, width)
-
-
-@register_model("resnet34_cifar")
-def resnet34_cifar(
-    *, num_classes=10, in_channels=3, stem="cifar", skip=True, attention=None, width=1.0
-) -> ResNet:
-    """ResNet34 with the CIFAR stem (one 3x3 convolution, stride 1, no pooling)."""
-    return _resnet(BasicBlock, (3, 4, 6, 3), stem, num_classes, in_channels, skip, attention, width)
+resnet18 = _resnet_factory(
+    "resnet18", BasicBlock, (2, 2, 2, 2), "imagenet", "ResNet18 (basic blocks 2-2-2-2)."
+)
+resnet34 = _resnet_factory(
+    "resnet34", BasicBlock, (3, 4, 6, 3), "imagenet", "ResNet34 (basic blocks 3-4-6-3)."
+)
+resnet50 = _resnet_factory(
+    "resnet50", Bottleneck, (3, 4, 6, 3), "imagenet", "ResNet50 (bottleneck blocks 3-4-6-3)."
+)
+resnet18_cifar = _resnet_factory(
+    "resnet18_cifar", BasicBlock, (2, 2, 2, 2), "cifar", "ResNet18 with the CIFAR stem."
+)
+resnet34_cifar = _resnet_factory(
+    "resnet34_cifar", BasicBlock, (3, 4, 6, 3), "cifar", "ResNet34 with the CIFAR stem."
+)

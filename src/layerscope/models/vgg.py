@@ -98,36 +98,25 @@ class VGG(nn.Module):
         return self.classifier(self.flatten(self.pool(self.features(x))))
 
 
-def _vgg(name: str, num_classes: int, in_channels: int, width, dilation, batch_norm) -> VGG:
-    return VGG(
-        VGG_CONFIGS[name],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        dilation=dilation,
-        batch_norm=batch_norm,
-    )
+def _vgg_factory(name: str, summary: str):
+    def factory(*, num_classes=10, in_channels=3, width=1.0, dilation=1, batch_norm=True) -> VGG:
+        return VGG(
+            VGG_CONFIGS[name],
+            num_classes=num_classes,
+            in_channels=in_channels,
+            width=width,
+            dilation=dilation,
+            batch_norm=batch_norm,
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"{summary} See :class:`VGG` for the options."
+    return register_model(name)(factory)
 
 
-@register_model("vgg11")
-def vgg11(*, num_classes=10, in_channels=3, width=1.0, dilation=1, batch_norm=True) -> VGG:
-    """VGG11 (configuration A, 8 convolutions). See :class:`VGG` for the options."""
-    return _vgg("vgg11", num_classes, in_channels, width, dilation, batch_norm)
-
-
-@register_model("vgg13")
-def vgg13(*, num_classes=10, in_channels=3, width=1.0, dilation=1, batch_norm=True) -> VGG:
-    """VGG13 (configuration B, 10 convolutions). See :class:`VGG` for the options."""
-    return _vgg("vgg13", num_classes, in_channels, width, dilation, batch_norm)
-
-
-@register_model("vgg16")
-def vgg16(*, num_classes=10, in_channels=3, width=1.0, dilation=1, batch_norm=True) -> VGG:
-    """VGG16 (configuration D, 13 convolutions). See :class:`VGG` for the options."""
-    return _vgg("vgg16", num_classes, in_channels, width, dilation, batch_norm)
-
-
-@register_model("vgg19")
-def vgg19(*, num_classes=10, in_channels=3, width=1.0, dilation=1, batch_norm=True) -> VGG:
-    """VGG19 (configuration E, 16 convolutions); ``dilation=3`` is the dilated VGG19 of 9.3."""
-    return _vgg("vgg19", num_classes, in_channels, width, dilation, batch_norm)
+vgg11 = _vgg_factory("vgg11", "VGG11 (configuration A, 8 convolutions).")
+vgg13 = _vgg_factory("vgg13", "VGG13 (configuration B, 10 convolutions).")
+vgg16 = _vgg_factory("vgg16", "VGG16 (configuration D, 13 convolutions).")
+vgg19 = _vgg_factory(
+    "vgg19", "VGG19 (configuration E, 16 convolutions); dilation=3 is the dilated VGG19 of 9.3."
+)
