@@ -1,0 +1,148 @@
+"""``layerscope rf``: receptive fields, border layers and advice for a registered model."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+from fractions import Fraction
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rf",
+        help="receptive field of every layer, border layers and advice for an input size",
+        description="Trace a registered model (see layerscope.models.list_models), print r_min "
+        "and r_max of every recorded layer and mark the border layers b_min / b_max for the "
+        "input size (dissertation 4.4, 9.3, 10.2). Layers marked * are predicted unproductive.",
+    )
+    parser.add_argument("model", help="registered model name, e.g. vgg16, resnet18_cifar")
+    parser.add_argument("--input", type=int, default=32, metavar="I", help="input size (32)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option, repeatable: --set width=0.25 --set skip=false --set dilation=3",
+    )
+    parser.add_argument("--trace-size", type=int, help="run the model at this size instead")
+    parser.add_argument("--in-channels", type=int, default=3, help="input channels (3)")
+    parser.add_argument("--gates", choices=("ignore", "include"), default="ignore")
+    parser.add_argument("--tracer", choices=("auto", "fx", "hooks"), default="auto")
+    parser.add_argument("--all", action="store_true", help="also list pooling and resampling")
+    parser.add_argument("--no-advice", action="store_true", help="skip truncation advice")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=run)
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``"width=1/4"`` -> ``("width", 0.25)``; booleans, None, numbers, tuples or strings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+    raw = raw.strip()
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if raw.lower() in words:
+        return key.strip(), words[raw.lower()]
+    try:
+        return key.strip(), ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return key.strip(), float(Fraction(raw))
+    except (ValueError, ZeroDivisionError):
+        return key.strip(), raw
+
+
+def _json_value(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "global"
+    return value
+
+
+def _size(value) -> str:
+    return "global" if value == math.inf else str(value)
+
+
+def _axes(values) -> str:
+    values = list(values)
+    if not values:
+        return "-"
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerscope.analysis.patterns import advise
+    from layerscope.analysis.receptive_field import receptive_field
+    from layerscope.models import create_model
+
+    options = dict(parse_option(text) for text in args.set)
+    model = create_model(args.model, in_channels=args.in_channels, **options)
+    rf = receptive_field(
+        model,
+        args.input,
+        trace_size=args.trace_size,
+        in_channels=args.in_channels,
+        gates=args.gates,
+        tracer=args.tracer,
+    )
+    advice = None if args.no_advice else advise(model, args.input, rf=rf)
+    records = rf.to_records(all_operations=args.all)
+    if args.json:
+        payload = {
+            "model": args.model,
+            "options": options,
+            "input_size": list(rf.input_size_),
+            "tracer": rf.tracer_,
+            "border_min": _border(rf.border_min_),
+            "border_max": _border(rf.border_max_),
+            "layers": [{k: _json_value(v) for k, v in row.items()} for row in records],
+            "notes": rf.notes_,
+        }
+        if advice is not None:
+            payload["advice"] = {
+                "parameters": advice.parameters,
+                "parameters_truncated": advice.parameters_truncated,
+                "macs": advice.macs,
+                "macs_truncated": advice.macs_truncated,
+                "strides_to_remove": advice.strides_to_remove,
+                "text": advice.lines(),
+            }
+        print(json.dumps(payload, indent=2))
+        return 0
+    _print_table(args, rf, records)
+    if advice is not None:
+        print()
+        for line in advice.lines():
+            print(line)
+    return 0
+
+
+def _border(info) -> dict | None:
+    return (
+        None if info is None else {"name": info.name, "index": info.index, "layer": info.index + 1}
+    )
+
+
+def _print_table(args, rf, records) -> None:
+    header = ("#", "name", "type", "kernel", "stride", "in r_min", "in r_max", "r_min", "r_max", "")
+    rows = []
+    for row in records:
+        mark = row["border"] + (" *" if row["unproductive"] else "")
+        rows.append((
+            "" if row["index"] is None else str(row["index"] + 1),
+            row["name"], row["type"], _axes(row["kernel"]), _axes(row["stride"]),
+            _size(row["input_r_min"]), _size(row["input_r_max"]),
+            _size(row["r_min"]), _size(row["r_max"]), mark.strip(),
+        ))  # fmt: skip
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    size = "x".join(map(str, rf.input_size_))
+    print(f"{args.model} at {size} px (traced with {rf.tracer_}); layers numbered from 1")
+    for row in (header, *rows):
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    for name, info in (("b_min", rf.border_min_), ("b_max", rf.border_max_)):
+        where = "none" if info is None else f"layer {info.index + 1} ({info.name})"
+        print(f"{name}: {where}")
+    for note in rf.notes_:
+        print(f"note: {note}")
