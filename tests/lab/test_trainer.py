@@ -70,7 +70,9 @@ def test_a_run_writes_its_folder_and_a_rerun_skips_it(tmp_path):
         assert (folder / name).is_file(), name
     df = load(folder)
     assert sorted(df.epoch.unique()) == [0, 1]
-    assert {"train_loss", "test_accuracy", "test_top5", "lr", "parameters"} <= set(df.statistic)
+    assert {"train_loss", "test_accuracy", "test_top5", "lr", "parameters", "flops"} <= set(
+        df.statistic
+    )
     params = df.query("statistic == 'parameters'").value.item()
     assert params == sum(p.numel() for p in MODELS.create("tiny_test_net").parameters())
     assert latest_checkpoint(folder / "checkpoints").epoch == 1
@@ -125,6 +127,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
 SCRIPT = TINY + textwrap.dedent(
     """
     import sys
+    torch.set_num_threads(1)  # as tests/conftest.py does in this process: same float sums
     from layerscope.lab import load_config
     from layerscope.lab.trainer import train_run
     import json

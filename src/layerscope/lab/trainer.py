@@ -20,7 +20,6 @@ import json
 import random
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,15 +258,16 @@ def train_run(
 
 
 def _record_model_size(tracker: Tracker, model: nn.Module, data) -> None:
-    """Parameter count and FLOPs per forward pass, as phase ``run`` of the last epoch."""
-    parameters = sum(p.numel() for p in model.parameters())
-    values = {"parameters": float(parameters)}
-    try:
-        from layerscope.analysis.complexity import count_flops
-    except ImportError:  # the counter lives in the receptive-field work
-        count_flops = None
-    if count_flops is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            values["flops"] = float(count_flops(model, data.input_size).total)
-    tracker.log(phase="run", epoch=max(tracker.epoch - 1, 0), **values)
+    """Parameters, multiply-accumulates and FLOPs (2 x MACs) of one forward pass of one image,
+    recorded as phase ``run`` of the last epoch."""
+    from layerscope.analysis.complexity import count_flops, count_parameters
+
+    with tracker.paused():  # the counter runs a forward pass that is not data
+        flops = count_flops(model, data.input_size, in_channels=data.in_channels)
+    tracker.log(
+        phase="run",
+        epoch=max(tracker.epoch - 1, 0),
+        parameters=float(count_parameters(model).total),
+        macs=float(flops.macs),
+        flops=float(flops.flops),
+    )
