@@ -3,14 +3,27 @@
 The public API is small; everything else lives in subpackages:
 
 - :mod:`layerscope.stats`: streaming covariance and spectrum statistics (pure numerics).
-- :mod:`layerscope.tracking`: layer selection and the :class:`Tracker`.
+- :mod:`layerscope.tracking`: layer selection, the :class:`Tracker` and :func:`analyze`.
 - :mod:`layerscope.store`: records, sinks, run folders and :func:`load`.
+- :mod:`layerscope.analysis`: receptive fields, border layers, advice, complexity.
 - :mod:`layerscope.report`: figures and HTML reports.
+- :mod:`layerscope.models`, :mod:`layerscope.datasets`, :mod:`layerscope.lab`: experiments.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from layerscope import stats
+from layerscope.analysis import (
+    ReceptiveField,
+    advise,
+    count_flops,
+    count_parameters,
+    receptive_field,
+    truncate,
+)
+from layerscope.datasets import load_dataset
+from layerscope.lab.config import load_config
+from layerscope.models import create_model, list_models
 from layerscope.stats import StreamingCovariance, compute_statistics
 from layerscope.store import load
 from layerscope.tracking import LayerInfo, Tracker, analyze
@@ -22,11 +35,21 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "LayerInfo",
+    "ReceptiveField",
     "StreamingCovariance",
     "Tracker",
     "__version__",
+    "advise",
     "analyze",
     "compute_statistics",
+    "count_flops",
+    "count_parameters",
+    "create_model",
+    "list_models",
     "load",
+    "load_config",
+    "load_dataset",
+    "receptive_field",
     "stats",
+    "truncate",
 ]
