@@ -32,3 +32,34 @@ def test_spectrum_bad_file_is_a_clear_error(tmp_path, capsys):
     np.save(path, np.zeros((2, 3, 4)))
     assert main(["spectrum", str(path)]) == 2
     assert "expected a 2-D (samples, features) array" in capsys.readouterr().err
+
+
+def test_list_registries(capsys):
+    assert main(["list", "models", "vgg*"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()] == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    assert main(["list", "datasets"]) == 0
+    assert "digits" in capsys.readouterr().out
+    assert main(["list", "statistics", "sat*"]) == 0
+    assert capsys.readouterr().out.startswith("saturation")
+    assert main(["list", "optimizers", "nothing*"]) == 1
+
+
+def test_run_dry_run_prints_the_expanded_grid(capsys):
+    assert main(["run", "examples/vgg_width_sweep.toml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("4 runs: model='vgg11', dataset='digits'")
+    assert "width=1/8" in out and "logs/vgg11/digits/32/w0.125" in out
+
+
+def test_run_with_a_bad_config_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('model = "vgg11"\nepocs = 3\n')
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "epocs" in err and "epochs" in err and "Traceback" not in err
+
+
+def test_resume_of_a_folder_without_config(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "has no config.json" in capsys.readouterr().err
