@@ -51,7 +51,8 @@ def _per_layer(df: pd.DataFrame, statistic: str, epoch: int) -> pd.DataFrame:
     rows = rows[~rows.phase.isin(_NON_OUTPUT_PHASES)]
     table = rows.pivot_table(index="layer", columns="phase", values="value", aggfunc="last")
     order = [name for name in layer_order(df) if name in table.index]
-    return table.reindex(order)
+    phases = sorted(table.columns, key=lambda phase: (phase != "train", phase))  # train first
+    return table.reindex(order)[phases]
 
 
 def _empty(message: str) -> Figure:
