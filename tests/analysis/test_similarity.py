@@ -387,3 +387,14 @@ def test_svcca_fixed_dims():
     x, y = related_pair(d1=6, d2=4)
     result = svcca(x, y, dims=(3, 2))
     assert (result.dims_x, result.dims_y, result.correlations.size) == (3, 2, 2)
+
+
+def test_pwcca_reference_tells_the_unwhitened_variant_apart():
+    """Without S_xx^-1/2 (google/svcca's compute_pwcca) the weights differ on correlated neurons,
+    so the reference comparison above would catch that mistake."""
+    x, y = related_pair(d1=6, d2=4)
+    rho, u, _, xc, _, _, _ = reference_cca(x, y)
+    unwhitened = xc @ u  # the canonical directions applied to raw neurons, no whitening
+    q, _ = np.linalg.qr(unwhitened)
+    alpha = np.abs(q.T @ xc).sum(axis=1)
+    assert abs((alpha / alpha.sum()) @ rho - pwcca(x, y).similarity) > 1e-3

@@ -239,3 +239,10 @@ def test_different_architectures_must_match_over_epochs():
 def test_matrix_result_record():
     matrix = SimilarityMatrix(np.eye(2), ("a", "b"), ("c", "d"), "cka", 10, "flatten")
     assert matrix.to_frame()["value"].tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_per_module_training_flags_come_back_exactly():
+    model = mlp(0).train()
+    model[2].eval()  # e.g. a frozen part inside a model in training
+    layer_similarity(model, mlp(1), batches((20, 6)))
+    assert model.training and not model[2].training and model[4].training

@@ -1,5 +1,8 @@
 """Representation similarity between two activation matrices: CCA, SVCCA, PWCCA, CKA (SPEC C9).
 
+Section and equation numbers below are those of the papers' arXiv versions (see
+docs/similarity.md for a caveat on checking them).
+
 Inputs are activation matrices ``x`` (n, d1) and ``y`` (n, d2) whose rows are the same n samples
 (torch or numpy; float64 inside unless ``precision="float32"``). Both are **centred explicitly**
 (column means subtracted) before anything else, so every measure here gives the same value on
@@ -7,7 +10,7 @@ uncentred data, whatever order the inputs come in.
 
 Definitions followed (published implementations disagree on the details; these are the papers'):
 
-- **CCA** (Raghu et al. 2017, sec. 2, eq. 1; Kornblith et al. 2019, sec. 4 and Table 1). The
+- **CCA** (Raghu et al. 2017, sec. 2; Kornblith et al. 2019, sec. 4 and Table 1). The
   canonical correlations rho_1 >= ... >= rho_c, c = min(r_x, r_y), are the singular values of
   ``Q_x^T Q_y``, where Q_x (n, r_x) and Q_y are orthonormal bases of the column spaces of the
   centred X and Y (Björck & Golub 1973): this equals the singular values of
@@ -19,7 +22,7 @@ Definitions followed (published implementations disagree on the details; these a
   of the centred matrix that explain ``variance`` (default 0.99) of its variance, variance meaning
   squared singular values (the k(delta) of :func:`layerscope.stats.intrinsic_dimension`); then CCA
   between the reduced matrices, summarised by the plain mean.
-- **PWCCA** (Morcos et al. 2018, sec. 2.2, eq. 2): rho_PW = sum_i alpha_i rho_i with
+- **PWCCA** (Morcos et al. 2018, projection weighting): rho_PW = sum_i alpha_i rho_i with
   alpha_i = a_i / sum_j a_j and a_i = sum_k |<h_i, x_k>|, where h_i is the i-th canonical
   variate of X (unit norm, ``h_i = X_c S_xx^-1/2 u_i``, whitening included) and x_k the k-th
   centred neuron of X. The weights come from ``x`` (the paper's L1) unless ``weights_from``

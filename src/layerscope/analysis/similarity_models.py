@@ -26,6 +26,7 @@ every hook is removed afterwards, also after an error.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -225,18 +226,20 @@ class _EvalMode:
     """Eval mode and no gradients for a few models; their training flags come back afterwards."""
 
     def __init__(self, *models: nn.Module) -> None:
-        self.models = [m for i, m in enumerate(models) if all(m is not o for o in models[:i])]
+        self.models = models
 
     def __enter__(self) -> None:
-        self.flags = [m.training for m in self.models]
+        # Every module's own flag: a model in training with a frozen (eval) BatchNorm inside
+        # must come back exactly so, which model.train(True) would not do.
+        self.flags = {m: m.training for model in self.models for m in model.modules()}
         self.no_grad = torch.no_grad()
         self.no_grad.__enter__()
         for model in self.models:
             model.eval()
 
     def __exit__(self, *exc_info) -> None:
-        for model, flag in zip(self.models, self.flags, strict=True):
-            model.train(flag)
+        for module, flag in self.flags.items():
+            module.training = flag
         self.no_grad.__exit__(*exc_info)
 
 
@@ -372,11 +375,12 @@ def layer_similarity(
     spatial = _check_measure(measure, spatial)
     same = model_b is None or model_b is model_a
     model_b = model_a if model_b is None else model_b
-    with (
-        _Recorder(model_a, include, exclude, spatial) as rec_a,
-        _Recorder(model_b, include, exclude, spatial) as rec_b,
-        _EvalMode(model_a, model_b),
-    ):
+    with contextlib.ExitStack() as stack:
+        rec_a = stack.enter_context(_Recorder(model_a, include, exclude, spatial))
+        rec_b = (
+            rec_a if same else stack.enter_context(_Recorder(model_b, include, exclude, spatial))
+        )
+        stack.enter_context(_EvalMode(model_a, model_b))
         acc = _accumulator(measure, len(rec_a.names), len(rec_b.names), unbiased, max_samples)
         for inputs in _batches(loader, max_batches):
             xs = rec_a.run(inputs)
