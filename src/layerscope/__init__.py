@@ -5,7 +5,8 @@ The public API is small; everything else lives in subpackages:
 - :mod:`layerscope.stats`: streaming covariance and spectrum statistics (pure numerics).
 - :mod:`layerscope.tracking`: layer selection, the :class:`Tracker` and :func:`analyze`.
 - :mod:`layerscope.store`: records, sinks, run folders and :func:`load`.
-- :mod:`layerscope.analysis`: receptive fields, border layers, advice, complexity.
+- :mod:`layerscope.analysis`: receptive fields, border layers, advice, complexity, and CCA,
+  SVCCA, PWCCA and CKA similarity between representations.
 - :mod:`layerscope.report`: figures and HTML reports.
 - :mod:`layerscope.models`, :mod:`layerscope.datasets`, :mod:`layerscope.lab`: experiments.
 """
@@ -16,9 +17,12 @@ from layerscope import stats
 from layerscope.analysis import (
     ReceptiveField,
     advise,
+    cka,
     count_flops,
     count_parameters,
+    layer_similarity,
     receptive_field,
+    similarity_over_epochs,
     truncate,
 )
 from layerscope.datasets import load_dataset
@@ -41,15 +45,18 @@ __all__ = [
     "__version__",
     "advise",
     "analyze",
+    "cka",
     "compute_statistics",
     "count_flops",
     "count_parameters",
     "create_model",
+    "layer_similarity",
     "list_models",
     "load",
     "load_config",
     "load_dataset",
     "receptive_field",
+    "similarity_over_epochs",
     "stats",
     "truncate",
 ]

@@ -31,15 +31,6 @@ from layerscope.analysis.similarity import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small products run faster on one thread than on two busy shared cores; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ independent references
 def _inverse_sqrt(matrix: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(matrix)

@@ -16,15 +16,6 @@ from layerscope.analysis.similarity_models import layer_similarity, similarity_o
 from layerscope.report.similarity import plot_similarity_matrix, plot_similarity_over_epochs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small products run faster on one thread than on two busy shared cores; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digits():
     images, labels = load_digits(return_X_y=True)
     x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0

@@ -18,15 +18,6 @@ from layerscope.analysis.similarity import (
 from layerscope.errors import StateMismatchError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small products run faster on one thread than on two busy shared cores; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hsic1(k: np.ndarray, gram_y: np.ndarray) -> float:
     """Song et al. 2012 unbiased HSIC, as printed in Nguyen et al. 2021 eq. 3."""
     n = k.shape[0]

@@ -25,15 +25,6 @@ from layerscope.analysis.similarity_models import (
 from layerscope.tracking.layers import select_layers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small products run faster on one thread than on two busy shared cores; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp(seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 8), nn.Tanh(), nn.Linear(8, 3))

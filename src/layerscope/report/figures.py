@@ -3,13 +3,14 @@ dimension per layer.
 
 Every function takes the tidy DataFrame of :func:`layerscope.load` and returns a
 ``matplotlib.figure.Figure`` built without pyplot (no global state, no display needed: the Agg
-canvas renders it). :func:`save_figure` writes a PNG atomically.
+canvas renders it). :func:`save_figure` writes one atomically.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from matplotlib.figure import Figure
 from layerscope.store.atomic import atomic_write_bytes
 
 __all__ = [
-    "figure_png",
+    "figure_bytes",
     "intrinsic_dimension_by_layer",
     "layer_order",
     "saturation_by_layer",
@@ -144,16 +145,33 @@ def intrinsic_dimension_by_layer(
     return figure
 
 
-def figure_png(figure: Figure, dpi: int = 110) -> bytes:
-    """Render a figure to PNG bytes with the Agg canvas."""
-    FigureCanvasAgg(figure)
+def figure_bytes(figure: Figure, image_format: str = "png", dpi: int = 110) -> bytes:
+    """Render a figure with the Agg canvas to bytes of ``image_format`` (png, svg, pdf, ...)."""
+    canvas = FigureCanvasAgg(figure)
+    supported = canvas.get_supported_filetypes()
+    if image_format not in supported:
+        raise ValueError(
+            f"cannot write figures as {image_format!r}; use one of {', '.join(sorted(supported))}"
+        )
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format=image_format, dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 110) -> bytes:
-    """Write ``figure`` as a PNG to ``path`` atomically; returns the bytes written."""
-    data = figure_png(figure, dpi)
+    """Write ``figure`` to ``path`` atomically, in the format its suffix names; return the bytes.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> figure = Figure()
+        >>> _ = figure.add_subplot().plot([0, 1])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_figure(figure, pathlib.Path(folder) / "line.png")[:4] == b"\\x89PNG"
+        True
+    """
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if not suffix:
+        raise ValueError(f"cannot tell the image format of {str(path)!r}; give it a suffix (.png)")
+    data = figure_bytes(figure, suffix, dpi)
     atomic_write_bytes(path, data)
     return data

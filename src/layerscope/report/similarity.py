@@ -10,13 +10,12 @@ temporary file in the target folder, then ``os.replace``, so a reader never sees
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from layerscope.analysis.similarity_models import SimilarityMatrix, SimilarityOverEpochs
+from layerscope.report.figures import save_figure
 
 __all__ = ["plot_similarity_matrix", "plot_similarity_over_epochs", "save_figure"]
 
@@ -28,36 +27,6 @@ _MEASURE_LABELS = {
 }
 #: Show at most this many tick labels per axis; the rest are thinned evenly.
 MAX_TICK_LABELS = 40
-
-
-def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Write ``figure`` to ``path`` atomically (format from the suffix); returns the path.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> figure = Figure()
-        >>> _ = figure.add_subplot().plot([0, 1])
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = save_figure(figure, pathlib.Path(folder) / "line.png")
-        ...     path.read_bytes()[:4] == b"\\x89PNG"
-        True
-    """
-    path = Path(path)
-    suffix = path.suffix.lstrip(".").lower()
-    if not suffix:
-        raise ValueError(f"cannot tell the image format of {str(path)!r}; give it a suffix (.png)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    try:
-        figure.savefig(temporary, format=suffix, dpi=dpi, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _ticks(names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
