@@ -406,3 +406,27 @@ def test_works_under_torch_compile_default_backend():
         tracker.end_epoch()
     assert torch.allclose(out, model(x), atol=1e-5)
     assert tracker.dataframe().query("statistic == 'samples'").value.tolist() == [128.0, 8.0]
+
+
+def test_channels_last_memory_format_gives_the_same_statistics():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3))
+    x = torch.randn(6, 3, 7, 7)
+    results = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        model = model.to(memory_format=memory_format)
+        with Tracker(model, statistics=["trace", "intrinsic_dimension"], weights=False) as t:
+            model(x.to(memory_format=memory_format))
+            t.end_epoch()
+        results.append(t.dataframe().set_index("statistic").value)
+    assert results[0]["samples"] == results[1]["samples"] == 6 * 5 * 5
+    assert results[0]["trace"] == pytest.approx(results[1]["trace"], rel=1e-12)
+    assert results[0]["intrinsic_dimension"] == results[1]["intrinsic_dimension"]
+
+
+def test_statistics_stay_on_the_outputs_device_by_default():
+    model = nn.Sequential(nn.Linear(2, 2))
+    with Tracker(model, weights=False) as tracker:
+        model(torch.randn(3, 2))
+        assert all(a.device.type == "cpu" for a in tracker._accumulators.values())
+        tracker.end_epoch()
