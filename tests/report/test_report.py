@@ -64,3 +64,27 @@ def test_write_report_reads_the_folder_alone(tmp_path):
     (tmp_path / "run" / "report.html").unlink()
     path = write_report(tmp_path / "run")
     assert path.read_text().count("<img") == 4
+
+
+def test_index_over_runs_has_one_row_per_run_and_the_s_mu_figure(tmp_path, capsys):
+    from layerscope.cli import main
+    from layerscope.report.index import run_summary
+
+    for width in (1.0, 0.5):
+        model = nn.Sequential(nn.Linear(4, max(1, int(8 * width))), nn.ReLU(),
+                              nn.Linear(max(1, int(8 * width)), 2))  # fmt: skip
+        with Tracker(model, tmp_path / f"w{width}", metadata={"width": width}) as tracker:
+            model(torch.randn(32, 4))
+            model.eval()
+            model(torch.randn(16, 4))
+            tracker.end_epoch(test_accuracy=0.5 + width / 4)
+    summary = run_summary(tmp_path).set_index("folder")
+    assert sorted(summary.index) == ["w0.5", "w1.0"]
+    assert summary.loc["w0.5", "test_accuracy"] == 0.625
+    df = load(tmp_path / "w0.5")
+    s_mu = df.query("statistic == 'average_saturation' and phase == 'eval'").value.item()
+    assert summary.loc["w0.5", "s_mu (eval)"] == s_mu
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "index.html").read_text()
+    assert "href='w0.5/report.html'" in page and "data:image/png;base64," in page
+    assert "w0.5" in capsys.readouterr().out
