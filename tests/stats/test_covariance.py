@@ -161,6 +161,37 @@ def test_covariance_is_exactly_symmetric():
     assert torch.equal(matrix, matrix.T)
 
 
+@pytest.mark.parametrize("d", [200, 500])  # 2 and 4 row blocks in the symmetric product
+@pytest.mark.parametrize("features_first", [False, True])
+def test_wide_layers_use_the_block_triangular_product_exactly(d, features_first):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(700, d)) @ rng.normal(size=(d, d)) * 0.1 + 2.0
+    cov = StreamingCovariance(d)
+    for part in np.split(x, [300]):
+        tensor = torch.from_numpy(part)
+        if features_first:
+            cov.update(tensor.T.contiguous().unsqueeze(1), feature_dim=0)  # (d, 1, n)
+        else:
+            cov.update(tensor)
+    result = cov.compute().covariance
+    assert torch.equal(result, result.T)
+    assert relative_error(result.numpy(), two_pass_covariance(x)) < 1e-12
+
+
+@pytest.mark.parametrize("precision", ["float64", "mixed"])
+def test_batches_whose_means_jump_keep_their_digits(precision):
+    # Each batch is shifted by the running mean before its product; here every batch's mean
+    # is far from it, which the final correction must absorb without cancellation.
+    rng = np.random.default_rng(6)
+    offsets = [0.0, 1e4, -1e4, 3e3]
+    x = np.concatenate([rng.normal(size=(500, 4)) + o for o in offsets])
+    cov = StreamingCovariance(4, precision=precision)
+    for part in np.split(x, 4):
+        cov.update(torch.from_numpy(part))
+    tolerance = 1e-10 if precision == "float64" else 1e-5
+    assert relative_error(cov.compute().covariance.numpy(), two_pass_covariance(x)) < tolerance
+
+
 def test_non_finite_batch_is_rejected_counted_and_warned():
     good = torch.randn(100, 4, dtype=torch.float64)
     cov = StreamingCovariance(4)
