@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from layerscope import __version__
 
 #: Modules under layerscope.commands, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("demo", "run", "list", "rf", "spectrum")
+COMMANDS: tuple[str, ...] = ("demo", "run", "list", "rf", "spectrum", "probe")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,8 @@ after training and stored them, with the labels, for separate probe training. He
   at most s x s (``"avg4"``, the default, 8.3.3), nearest interpolation (``"nearest4"``), global
   average pooling (``"gap"``), or kept whole (``"full"``). Sizes are maxima: a smaller map is
   never enlarged (8.3.1). Then flattened channel-major (torch's ``flatten``). ``"pos8"`` keeps
-  the channel vector of every position of an at most 8 x 8 grid of positions (``"pos"``: all
-  positions), for position probes (9.3, figure 54). Dense outputs (N, C) pass through unchanged;
+  the channel vector of every position of an at most 8 x 8 grid of positions (the centres of
+  8 x 8 equal cells; ``"pos"``: all positions), for position probes (9.3, figure 54). Dense outputs (N, C) pass through unchanged;
   token sequences are treated as 1-D maps;
 - batches stream into ``.npy`` files (float32, memory-mappable with
   ``np.load(path, mmap_mode="r")``), so memory stays bounded by a batch;
@@ -149,9 +149,10 @@ def _channels_first(module: nn.Module, output: object) -> torch.Tensor | None:
 
 
 def _grid(size: int, limit: int | None) -> list[int]:
-    """At most ``limit`` indices out of ``size``, spaced as torch's nearest interpolation."""
+    """At most ``limit`` indices out of ``size``: the centres of ``limit`` equal bins, so the
+    grid is symmetric (border against centre is what figure 54 compares)."""
     count = size if limit is None else min(size, limit)
-    return [int(i * size / count) for i in range(count)]
+    return [int((i + 0.5) * size / count) for i in range(count)]
 
 
 def reduce_output(module: nn.Module, output: object, reduction: str | Reduction) -> torch.Tensor:
@@ -162,7 +163,7 @@ def reduce_output(module: nn.Module, output: object, reduction: str | Reduction)
         >>> out = conv(torch.zeros(2, 1, 8, 8))
         >>> reduce_output(conv, out, "avg4").shape, reduce_output(conv, out, "gap").shape
         (torch.Size([2, 48]), torch.Size([2, 3]))
-        >>> reduce_output(conv, out, "pos2").shape    # positions (0, 0), (0, 4), (4, 0), (4, 4)
+        >>> reduce_output(conv, out, "pos2").shape    # positions (2, 2), (2, 6), (6, 2), (6, 6)
         torch.Size([2, 4, 3])
     """
     reduction = Reduction.parse(reduction)
