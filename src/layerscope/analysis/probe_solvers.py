@@ -548,6 +548,11 @@ class LogisticProbe:
     def decision_function(self, X) -> np.ndarray:
         """Logits (n, K), or (n,) for two classes (positive: the second class)."""
         self._check_fitted()
+        if len(getattr(X, "shape", ())) != 2 or X.shape[1] != len(self.mean_):
+            raise ProbeSettingsError(
+                f"X must be (samples, {len(self.mean_)}) like the training features, got shape "
+                f"{getattr(X, 'shape', None)}"
+            )
         n = X.shape[0]
         coef = torch.as_tensor(self.coef_, dtype=torch.float64)
         intercept = torch.as_tensor(self.intercept_, dtype=torch.float64)
