@@ -124,6 +124,24 @@ def test_rerun_reuses_latents_and_cache(trained, tmp_path, monkeypatch):
     assert len(after) == len(before)  # records replaced, not duplicated
 
 
+def test_probing_some_layers_keeps_the_others_and_the_extraction(trained, tmp_path):
+    folder = copy_run(trained, tmp_path)
+    probe_run(folder, progress=False, report=False)
+    stamp = manifest_path(folder / "latents", "p", "avg4").stat().st_mtime_ns
+    before = load(folder).query("phase == 'probe'")
+    probe_run(folder, layers=["conv2"], settings=ProbeSettings(C=0.01), progress=False,
+              report=False)  # fmt: skip
+    assert manifest_path(folder / "latents", "p", "avg4").stat().st_mtime_ns == stamp
+    after = load(folder).query("phase == 'probe'")
+    assert sorted(after.layer.dropna()) == sorted(before.layer.dropna())
+    changed = after.query("layer == 'conv2' and statistic == 'probe_train_acc'").value.item()
+    kept = after.query("layer == 'conv' and statistic == 'probe_train_acc'").value.item()
+    assert kept == before.query("layer == 'conv' and statistic == 'probe_train_acc'").value.item()
+    assert (
+        changed != before.query("layer == 'conv2' and statistic == 'probe_train_acc'").value.item()
+    )  # C = 0.01 regularises much more
+
+
 def test_a_crash_loses_only_the_probe_in_progress(trained, tmp_path, monkeypatch):
     folder = copy_run(trained, tmp_path)
     fit = probes_module._fit_task

@@ -63,6 +63,7 @@ __all__ = [
     "Reduction",
     "extract_latents",
     "file_sha256",
+    "manifest_path",
     "reduce_output",
 ]
 
@@ -373,7 +374,12 @@ class LatentManifest:
 
 
 def manifest_path(folder: str | os.PathLike, run: str, reduction: str) -> Path:
-    """Where the manifest of ``run`` and ``reduction`` lives in ``folder``."""
+    """Where the manifest of ``run`` and ``reduction`` lives in ``folder``.
+
+    Example:
+        >>> manifest_path("latents", "r0", "avg4").as_posix()
+        'latents/r0__avg4.manifest.json'
+    """
     return Path(folder) / f"{_safe(run)}__{reduction}.manifest.json"
 
 

@@ -139,7 +139,15 @@ def _cell(position: tuple[int, ...]) -> tuple[int, int]:
 
 
 def save_position_maps(path: str | os.PathLike, maps: dict[str, PositionMap]) -> Path:
-    """Write maps as JSON (atomically); read back with :func:`load_position_maps`."""
+    """Write maps as JSON (atomically); read back with :func:`load_position_maps`.
+
+    Example:
+        >>> import tempfile
+        >>> m = PositionMap("c", 0, (0,), (0, 1), np.ones((1, 2)), np.array([[0.5, 0.7]]), 0.7)
+        >>> path = save_position_maps(Path(tempfile.mkdtemp()) / "p.json", {"c": m})
+        >>> load_position_maps(path)["c"].relative.round(3).tolist()
+        [[0.714, 1.0]]
+    """
     path = Path(path)
     atomic_write_text(path, json.dumps([m.to_dict() for m in maps.values()], indent=1))
     return path

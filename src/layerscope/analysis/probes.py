@@ -80,6 +80,10 @@ class ProbeSettings:
 
     Defaults: the torch L-BFGS solver, sklearn's C = 1 and tol = 1e-4, standardised float32
     features. ``solver="saga"`` with ``max_iter=100`` is the dissertation's recipe (6.2.5).
+
+    Example:
+        >>> ProbeSettings(solver="saga").check().probe()
+        LogisticProbe(C=1.0, solver='saga', tol=0.0001, max_iter=None, standardize=True)
     """
 
     solver: str = DEFAULT_SOLVER
@@ -447,7 +451,8 @@ def train_probes(
 def write_probe_records(
     store: str | os.PathLike, results: ProbeResults, *, epoch: int, run: str | None = None
 ) -> int:
-    """Replace the probe records of (run, phase) in a SQLite store, in one transaction.
+    """Replace the probe records of (run, phase) in a SQLite store, in one transaction: those
+    of the probed layers and the model's accuracies (other layers' records stay).
 
     Returns the number of records written.
 
@@ -467,11 +472,15 @@ def write_probe_records(
     SQLiteSink(store).close()  # creates the file and its schema when new
     rows = results.records(epoch, run=run)
     phase = probe_phase(results.reduction)
+    layers = sorted({r.layer for r in results.results})
+    marks = ", ".join("?" * len(layers))
     connection = sqlite3.connect(store)
     try:
         with connection:  # one transaction: old probe records go only if the new ones land
             connection.execute(
-                "DELETE FROM records WHERE run = ? AND phase = ?", (run or results.run, phase)
+                f"DELETE FROM records WHERE run = ? AND phase = ? AND (layer IS NULL OR layer "
+                f"IN ({marks}))",
+                (run or results.run, phase, *layers),
             )
             connection.executemany(
                 f"INSERT INTO records ({', '.join(COLUMNS)}) "
@@ -540,6 +549,11 @@ def probe_run(
 
     Returns:
         reduction name -> :class:`ProbeResults`.
+
+    Example (not run here: it needs a trained run)::
+
+        results = probe_run("logs/vgg11/digits/32/r0", reductions=["avg4", "gap"], n_jobs=2)
+        results["avg4"].table()[["layer", "train_acc", "test_acc"]]
     """
     from layerscope.lab.checkpoint import latest_checkpoint
     from layerscope.lab.config import RunConfig, resolve_device
@@ -638,14 +652,17 @@ def probe_run(
 
 
 def _reusable(folder: Path, run: str, reductions, source: dict) -> dict[str, LatentManifest]:
-    """Finished extractions in ``folder`` made from the same checkpoint, config and layers."""
+    """Finished extractions in ``folder`` of the same checkpoint and config that hold the
+    requested layers (an extraction of every layer serves any subset)."""
     found = {}
     for name in reductions:
         path = manifest_path(folder, run, name)
         if not path.is_file():
             continue
         manifest = LatentManifest.read(path)
-        if {k: manifest.source.get(k) for k in source} != source:
+        same = all(manifest.source.get(k) == v for k, v in source.items() if k != "layers")
+        extracted = manifest.source.get("layers")
+        if not same or extracted not in (None, source["layers"]):
             continue
         try:
             manifest.check_files()

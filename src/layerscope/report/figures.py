@@ -99,6 +99,16 @@ def saturation_and_probes(df: pd.DataFrame, phase: str = "probe") -> Figure:
 
     Uses the probe records of ``phase`` (``"probe"``: the default reduction) at their latest
     epoch and saturation of the same epoch (or the latest one before it).
+
+    Example:
+        >>> df = pd.DataFrame(
+        ...     [("r", 0, "train", "conv", 0, "saturation", 0.4, 0.0),
+        ...      ("r", 0, "probe", "conv", 0, "probe_test_acc", 0.8, 0.0),
+        ...      ("r", 0, "probe", None, None, "model_test_acc", 0.9, 0.0)],
+        ...     columns=["run", "epoch", "phase", "layer", "layer_index", "statistic", "value",
+        ...              "wall_time"])
+        >>> [axes.get_ylabel() for axes in saturation_and_probes(df).axes]
+        ['saturation', 'probe accuracy']
     """
     probe_epoch = _latest_epoch(df[df.phase == phase], "probe_test_acc")
     if probe_epoch is None:
