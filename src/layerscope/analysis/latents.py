@@ -27,6 +27,7 @@ Each file's SHA-256 is in the manifest (the probe cache keys on it), with its si
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -387,9 +388,8 @@ def manifest_path(folder: str | os.PathLike, run: str, reduction: str) -> Path:
 class _SplitWriter:
     """Streams one split's reduced outputs of every layer into temporary .npy files."""
 
-    def __init__(self, folder: Path, run: str, split: str, samples: int, reductions) -> None:
+    def __init__(self, folder: Path, run: str, split: str, samples: int) -> None:
         self.folder, self.run, self.split, self.samples = folder, run, split, samples
-        self.reductions = reductions
         self.arrays: dict[tuple[str, str], np.memmap] = {}
         self.paths: dict[tuple[str, str], tuple[Path, Path]] = {}
         self.planned_bytes = 0
@@ -415,7 +415,6 @@ class _SplitWriter:
             temporary, final = self.paths[key]
             shape = tuple(array.shape)
             array.flush()
-            del array
             if not keep:
                 temporary.unlink(missing_ok=True)
                 continue
@@ -424,7 +423,7 @@ class _SplitWriter:
             digest = file_sha256(temporary)
             os.replace(temporary, final)
             done[key] = LatentFile(final.name, shape, final.stat().st_size, digest)
-        self.arrays.clear()
+        self.arrays.clear()  # drops the last references: the maps close
         return done
 
 
@@ -486,18 +485,13 @@ def extract_latents(
         (10, 2)
     """
     reductions = [Reduction.parse(r) for r in reductions]
-    if not reductions or len({r.name for r in reductions}) != len(reductions):
-        raise LatentsError(
-            f"give one or more distinct reductions, got {[r.name for r in reductions]}"
-        )
+    names = [r.name for r in reductions]
+    if not reductions or len(set(names)) != len(names):
+        raise LatentsError(f"give one or more distinct reductions, got {names}")
     if not datasets:
         raise LatentsError("give at least one dataset, e.g. {'train': ..., 'test': ...}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     selected = select_layers(model, include, exclude)
     if layers is not None:
-        import fnmatch
-
         patterns = list(layers)
         selected = [(n, m) for n, m in selected if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
         if not selected:
@@ -505,118 +499,49 @@ def extract_latents(
     if device is None:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
-    device = torch.device(device)
-
-    order: list[str] = []
-    per_split: dict[str, dict[tuple[str, str], LatentFile]] = {}
-    splits: dict[str, dict[str, Any]] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    positions: dict[str, tuple[tuple[int, ...], ...]] = {}
+    extraction = _Extraction(model, selected, Path(folder), run, reductions, torch.device(device))
+    extraction.folder.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
     try:
         for split, dataset in datasets.items():
-            files, info = _extract_split(
-                model,
-                selected,
-                dataset,
-                folder,
-                run,
-                split,
-                reductions,
-                batch_size,
-                device,
-                num_workers,
-                progress,
-                order,
-                shapes,
-                positions,
-            )
-            per_split[split] = files
-            splits[split] = info
+            extraction.run_split(split, dataset, batch_size, num_workers, progress)
     finally:
         model.train(was_training)
-
-    modules = dict(selected)
-    infos = {info.name: info for info in describe_layers([(n, modules[n]) for n in order])}
-    manifests = {}
-    for reduction in reductions:
-        entries = []
-        for name in order:
-            files = {split: found[(name, reduction.name)] for split, found in per_split.items()}
-            first = next(iter(files.values()))
-            features = first.shape[-1] if reduction.per_position else first.shape[1]
-            entries.append(
-                LatentLayer(
-                    name=name,
-                    index=infos[name].index,
-                    type=infos[name].type,
-                    output_shape=shapes[name],
-                    features=int(features),
-                    files=files,
-                    positions=positions.get(name) if reduction.per_position else None,
-                )
-            )
-        manifest = LatentManifest(
-            folder,
-            run,
-            reduction.name,
-            tuple(entries),
-            splits,
-            {
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "model": type(model).__name__,
-                **dict(source or {}),
-            },
-        )
-        atomic_write_text(manifest.path, json.dumps(manifest.to_dict(), indent=1) + "\n")
-        manifests[reduction.name] = manifest
-    return manifests
+    return extraction.write_manifests(dict(source or {}))
 
 
-def _extract_split(
-    model,
-    selected,
-    dataset,
-    folder,
-    run,
-    split,
-    reductions,
-    batch_size,
-    device,
-    num_workers,
-    progress,
-    order,
-    shapes,
-    positions,
-):
-    """One pass over ``dataset``: stream every layer's reductions; return files and split info."""
-    samples = len(dataset)
-    writer = _SplitWriter(folder, run, split, samples, reductions)
-    labels = np.empty(samples, dtype=np.int64)
-    state = {"start": 0, "calls": {}}
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+class _Extraction:
+    """One extraction: the layers in forward order, their output shapes and position grids,
+    and every split's finished files."""
 
-    def make_hook(name: str):
-        def hook(module, args, output):
-            calls = state["calls"]
-            calls[name] = calls.get(name, 0) + 1
-            if calls[name] > 1:
+    def __init__(self, model, selected, folder: Path, run: str, reductions, device) -> None:
+        self.model, self.selected, self.folder, self.run = model, selected, folder, run
+        self.reductions, self.device = reductions, device
+        self.order: list[str] = []  # forward order: the order of first calls
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.positions: dict[str, tuple[tuple[int, ...], ...]] = {}
+        self.files: dict[str, dict[tuple[str, str], LatentFile]] = {}
+        self.splits: dict[str, dict[str, Any]] = {}
+
+    def _hook(self, name: str, writer: _SplitWriter, batch: dict):
+        def hook(module, args, output) -> None:
+            batch["calls"][name] = batch["calls"].get(name, 0) + 1
+            if batch["calls"][name] > 1:
                 raise LatentsError(
-                    f"layer {name!r} ran {calls[name]} times in one forward pass (a shared "
-                    f"module); its output is not one vector per sample. Exclude it "
+                    f"layer {name!r} ran {batch['calls'][name]} times in one forward pass (a "
+                    f"shared module); its output is not one vector per sample. Exclude it "
                     f"(exclude=[{name!r}] / tracker.exclude in the config)"
                 )
-            if name not in shapes:
-                order.append(name)
-                shapes[name] = tuple(_channels_first(module, output).shape[1:])
-            for reduction in reductions:
+            if name not in self.shapes:
+                self.order.append(name)
+                self.shapes[name] = tuple(_channels_first(module, output).shape[1:])
+            for reduction in self.reductions:
                 reduced = reduce_output(module, output, reduction)
-                key = (name, reduction.name)
-                array = writer.arrays.get(key)
+                array = writer.arrays.get((name, reduction.name))
                 if array is None:
-                    array = _open_array(writer, name, reduction, reduced, samples, module, output)
-                start, stop = state["start"], state["start"] + reduced.shape[0]
+                    array = self._open(writer, name, reduction, reduced)
+                start, stop = batch["start"], batch["start"] + reduced.shape[0]
                 values = reduced.to("cpu", torch.float32).numpy()
                 if reduction.per_position:
                     array[:, start:stop] = values.transpose(1, 0, 2)
@@ -625,74 +550,93 @@ def _extract_split(
 
         return hook
 
-    def _open_array(writer, name, reduction, reduced, samples, module, output):
-        if reduction.per_position:
-            shape = (reduced.shape[1], samples, reduced.shape[2])
-            spatial = tuple(_channels_first(module, output).shape[2:])
-            grids = [_grid(size, reduction.size) for size in spatial]
-            positions[name] = (
-                tuple(
-                    tuple(p)
-                    for p in np.array(np.meshgrid(*grids, indexing="ij"))
-                    .reshape(len(grids), -1)
-                    .T.tolist()
-                )
-                if grids
-                else ((),)
-            )
-        else:
-            shape = (samples, reduced.shape[1])
-        return writer.open(name, reduction, shape)
+    def _open(self, writer: _SplitWriter, name: str, reduction: Reduction, reduced) -> np.memmap:
+        if not reduction.per_position:
+            return writer.open(name, reduction, (writer.samples, reduced.shape[1]))
+        grids = [_grid(size, reduction.size) for size in self.shapes[name][1:]]
+        # (row, column, ...) of every kept position, row-major like reduce_output's order
+        points = np.array(np.meshgrid(*grids, indexing="ij")).reshape(len(grids), -1).T
+        self.positions[name] = tuple(tuple(p) for p in points.tolist()) if grids else ((),)
+        return writer.open(name, reduction, (reduced.shape[1], writer.samples, reduced.shape[2]))
 
-    handles = [module.register_forward_hook(make_hook(name)) for name, module in selected]
-    correct, counted = 0, 0
-    finished = False
-    bar = tqdm(
-        loader, desc=f"extracting {split}", leave=False, disable=not progress, file=sys.stderr
+    def run_split(self, split: str, dataset, batch_size: int, num_workers: int, progress) -> None:
+        """One pass over ``dataset``: stream every layer's reductions to files, then labels."""
+        samples = len(dataset)
+        writer = _SplitWriter(self.folder, self.run, split, samples)
+        labels = np.empty(samples, dtype=np.int64)
+        batch: dict[str, Any] = {"start": 0, "calls": {}}
+        handles = [module.register_forward_hook(self._hook(name, writer, batch))
+                   for name, module in self.selected]  # fmt: skip
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        bar = tqdm(loader, desc=f"extracting {split}", leave=False, disable=not progress,
+                   file=sys.stderr)  # fmt: skip
+        correct = counted = 0
+        finished = False
+        try:
+            with torch.inference_mode():
+                for inputs, targets in bar:
+                    batch["calls"] = {}
+                    targets = torch.as_tensor(targets).cpu()
+                    outputs = self.model(inputs.to(self.device))
+                    start = batch["start"]
+                    labels[start : start + len(targets)] = targets.numpy()
+                    if _is_logits(outputs, len(targets)):
+                        correct += int((outputs.argmax(1).cpu() == targets).sum())
+                        counted += len(targets)
+                    batch["start"] = start + len(targets)
+            if batch["start"] != samples:
+                raise LatentsError(f"split {split!r}: the loader gave {batch['start']} samples, "
+                                   f"the dataset says {samples}")  # fmt: skip
+            if not writer.arrays:
+                raise LatentsError(f"no selected layer ran on split {split!r}")
+            finished = True
+        finally:
+            bar.close()
+            for handle in handles:
+                handle.remove()
+            self.files[split] = writer.close(keep=finished)
+        label_path = self.folder / f"{_safe(self.run)}__labels__{split}.npy"
+        with atomic_write(label_path) as handle:
+            np.save(handle, labels)
+        self.splits[split] = {
+            "samples": samples,
+            "labels": {"file": label_path.name, "shape": [samples],
+                       "bytes": label_path.stat().st_size, "sha256": file_sha256(label_path)},
+            "model_accuracy": correct / counted if counted == samples and samples else None,
+        }  # fmt: skip
+
+    def write_manifests(self, source: dict[str, Any]) -> dict[str, LatentManifest]:
+        """One manifest per reduction, written last (atomically)."""
+        modules = dict(self.selected)
+        infos = describe_layers([(name, modules[name]) for name in self.order])
+        source = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "model": type(self.model).__name__, **source}  # fmt: skip
+        manifests = {}
+        for reduction in self.reductions:
+            entries = []
+            for info in infos:
+                files = {split: found[(info.name, reduction.name)]
+                         for split, found in self.files.items()}  # fmt: skip
+                first = next(iter(files.values()))
+                entries.append(LatentLayer(
+                    name=info.name, index=info.index, type=info.type,
+                    output_shape=self.shapes[info.name],
+                    features=int(first.shape[-1] if reduction.per_position else first.shape[1]),
+                    files=files,
+                    positions=self.positions.get(info.name) if reduction.per_position else None,
+                ))  # fmt: skip
+            manifest = LatentManifest(self.folder, self.run, reduction.name, tuple(entries),
+                                      self.splits, source)  # fmt: skip
+            atomic_write_text(manifest.path, json.dumps(manifest.to_dict(), indent=1) + "\n")
+            manifests[reduction.name] = manifest
+        return manifests
+
+
+def _is_logits(outputs, batch: int) -> bool:
+    """A classifier's (batch, classes) output, from which the model's accuracy is counted."""
+    return (
+        isinstance(outputs, torch.Tensor)
+        and outputs.dim() == 2
+        and outputs.shape[0] == batch
+        and outputs.shape[1] > 1
     )
-    try:
-        with torch.inference_mode():
-            for inputs, targets in bar:
-                state["calls"] = {}
-                inputs = inputs.to(device)
-                targets = torch.as_tensor(targets)
-                outputs = model(inputs)
-                start = state["start"]
-                labels[start : start + len(targets)] = targets.cpu().numpy()
-                if (
-                    isinstance(outputs, torch.Tensor)
-                    and outputs.dim() == 2
-                    and outputs.shape[0] == len(targets)
-                    and outputs.shape[1] > 1
-                ):
-                    correct += int((outputs.argmax(1).cpu() == targets.cpu()).sum())
-                    counted += len(targets)
-                state["start"] = start + len(targets)
-        if state["start"] != samples:
-            raise LatentsError(
-                f"split {split!r}: the loader gave {state['start']} samples, "
-                f"the dataset says {samples}"
-            )
-        if not writer.arrays:
-            raise LatentsError(f"no selected layer ran on split {split!r}")
-        finished = True
-    finally:
-        bar.close()
-        for handle in handles:
-            handle.remove()
-        files = writer.close(keep=finished)
-    label_name = f"{_safe(run)}__labels__{split}.npy"
-    with atomic_write(folder / label_name) as handle:
-        np.save(handle, labels)
-    label_path = folder / label_name
-    info = {
-        "samples": samples,
-        "labels": {
-            "file": label_name,
-            "shape": [samples],
-            "bytes": label_path.stat().st_size,
-            "sha256": file_sha256(label_path),
-        },
-        "model_accuracy": correct / counted if counted == samples and samples else None,
-    }
-    return files, info

@@ -294,10 +294,12 @@ def lbfgs_solver(
 
 
 # --------------------------------------------------------------------------- scikit-learn
-def _sklearn(X, codes, n_classes, *, solver, C, tol, max_iter, random_state) -> SolverResult:
+def _sklearn(solver, X, codes, n_classes, C, tol, max_iter, random_state) -> SolverResult:
+    """sklearn's LogisticRegression with ``solver``; its convergence warning becomes a flag."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    max_iter = 100 if max_iter is None else max_iter  # sklearn's default, SAGA-100's epochs
     X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
     codes = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     model = LogisticRegression(
@@ -335,16 +337,7 @@ def sklearn_saga_solver(
         >>> sklearn_saga_solver(X, np.arange(4).repeat(5), 4).coef.shape
         (4, 4)
     """
-    return _sklearn(
-        X,
-        codes,
-        n_classes,
-        solver="saga",
-        C=C,
-        tol=tol,
-        max_iter=100 if max_iter is None else max_iter,
-        random_state=random_state,
-    )
+    return _sklearn("saga", X, codes, n_classes, C, tol, max_iter, random_state)
 
 
 @PROBE_SOLVERS.register("sklearn-lbfgs")
@@ -359,16 +352,7 @@ def sklearn_lbfgs_solver(
         >>> sklearn_lbfgs_solver(X, np.arange(4).repeat(5), 4).converged
         True
     """
-    return _sklearn(
-        X,
-        codes,
-        n_classes,
-        solver="lbfgs",
-        C=C,
-        tol=tol,
-        max_iter=100 if max_iter is None else max_iter,
-        random_state=random_state,
-    )
+    return _sklearn("lbfgs", X, codes, n_classes, C, tol, max_iter, random_state)
 
 
 # --------------------------------------------------------------------------- the estimator
