@@ -23,8 +23,9 @@ Solvers (registry :data:`PROBE_SOLVERS`; add one with ``@PROBE_SOLVERS.register(
 
 Features are standardised (zero mean, unit variance per feature, from the training set; a
 constant feature stays 0) before any solver sees them. The dissertation trained on raw features
-(8.3.1); standardising changes neither the model class nor, much, the accuracy, but makes the
-problem far better conditioned, and it makes C mean the same thing for every layer.
+(8.3.1); a linear model of standardised features is still a linear model of the raw ones, but
+the L2 penalty then weighs every feature alike, C means the same for every layer, and the
+problem is far better conditioned. ``standardize=False`` gives the raw-feature recipe.
 """
 
 from __future__ import annotations
