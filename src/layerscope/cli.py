@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from layerscope import __version__
 
 #: Modules under layerscope.commands, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("demo", "run", "list", "report", "rf", "similarity", "spectrum")
+COMMANDS: tuple[str, ...] = (
+    "demo", "run", "list", "probe", "report", "rf", "similarity", "spectrum",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

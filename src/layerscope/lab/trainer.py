@@ -11,7 +11,9 @@ A run folder (``run_dir(cfg)``) holds::
     records.sqlite     per-layer statistics and per-epoch metrics
     checkpoints/       epoch-NNNN.pt (the newest two) and initial.pt (the weights at epoch 0)
     figures/, report.html
-    done.json          written last: the run finished (a rerun skips it)
+    done.json          the run finished (a rerun skips it)
+    latents/, probes/  with ``probes = true``: extracted layer outputs and cached probe results,
+                       made after done.json (a rerun finishes probes a crash interrupted)
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ def train_run(
     _write_config(folder, cfg)  # refuses a folder that holds another run, finished or not
     if (folder / DONE_FILE).is_file():
         done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
+        if cfg.probes:  # finishes probes a crash cut short; cached ones are not refitted
+            _train_probes(folder, progress)
         return RunResult(folder, "skipped", 0, done.get("metrics", {}))
 
     from layerscope.datasets import load_dataset
@@ -254,7 +258,17 @@ def train_run(
         _record_model_size(tracker, model, data)
     atomic_write_text(folder / DONE_FILE, json.dumps({"metrics": last, "epochs": cfg.epochs},
                                                      indent=2))  # fmt: skip
+    if cfg.probes:
+        _train_probes(folder, progress)
     return RunResult(folder, "finished", cfg.epochs - start, last)
+
+
+def _train_probes(folder: Path, progress: bool) -> None:
+    """Logistic-regression probes of the finished run (``probes = true``, SPEC C6). Each
+    finished probe is cached, so a rerun after a crash trains only the missing layers."""
+    from layerscope.analysis.probes import probe_run
+
+    probe_run(folder, progress=progress)
 
 
 def _record_model_size(tracker: Tracker, model: nn.Module, data) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "figure_bytes",
     "intrinsic_dimension_by_layer",
     "layer_order",
+    "saturation_and_probes",
     "saturation_by_layer",
     "saturation_heatmap",
     "save_figure",
@@ -90,6 +91,91 @@ def saturation_by_layer(df: pd.DataFrame, epoch: int | None = None) -> Figure:
     axes.set_title(f"Saturation per layer, epoch {epoch}")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
+    return figure
+
+
+def saturation_and_probes(df: pd.DataFrame, phase: str = "probe") -> Figure:
+    """Saturation per layer (left axis, one line per phase) with probe accuracy (right axis:
+    test solid, train dashed) in forward order, and the model's test accuracy as a horizontal
+    line (dissertation 8.3, 9.3: the two lenses side by side).
+
+    Uses the probe records of ``phase`` (``"probe"``: the default reduction) at their latest
+    epoch and saturation of the same epoch (or the latest one before it).
+
+    Example:
+        >>> df = pd.DataFrame(
+        ...     [("r", 0, "train", "conv", 0, "saturation", 0.4, 0.0),
+        ...      ("r", 0, "probe", "conv", 0, "probe_test_acc", 0.8, 0.0),
+        ...      ("r", 0, "probe", None, None, "model_test_acc", 0.9, 0.0)],
+        ...     columns=["run", "epoch", "phase", "layer", "layer_index", "statistic", "value",
+        ...              "wall_time"])
+        >>> [axes.get_ylabel() for axes in saturation_and_probes(df).axes]
+        ['saturation', 'probe accuracy']
+    """
+    probe_epoch = _latest_epoch(df[df.phase == phase], "probe_test_acc")
+    if probe_epoch is None:
+        return _empty(f"no probe accuracy recorded (phase {phase!r})")
+    probes = df[(df.phase == phase) & (df.epoch == probe_epoch) & df.layer.notna()]
+    probes = probes.pivot_table(index="layer", columns="statistic", values="value", aggfunc="last")
+    saturated = df[(df.statistic == "saturation") & (df.epoch <= probe_epoch)]
+    saturation_epoch = int(saturated.epoch.max()) if len(saturated) else None
+    table = _per_layer(df, "saturation", saturation_epoch) if saturation_epoch is not None else None
+    names = [
+        n for n in layer_order(df) if n in probes.index or (table is not None and n in table.index)
+    ]
+    positions = np.arange(len(names))
+    figure = Figure(figsize=(max(6, 0.45 * len(names) + 2.5) + 2.5, 4.2), layout="constrained")
+    axes = figure.add_subplot()
+    handles = []
+    if table is not None:
+        table = table.reindex(names)
+        for column in table.columns:
+            (line,) = axes.plot(
+                positions, table[column].to_numpy(), marker="o", label=f"saturation ({column})"
+            )
+            handles.append(line)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("saturation")
+    right = axes.twinx()
+    probes = probes.reindex(names)
+    style = {
+        "probe_test_acc": ("probe test accuracy", "-", "s"),
+        "probe_train_acc": ("probe train accuracy", "--", "^"),
+    }
+    for statistic, (label, linestyle, marker) in style.items():
+        if statistic in probes.columns:
+            (line,) = right.plot(
+                positions,
+                probes[statistic].to_numpy(),
+                color="black",
+                linestyle=linestyle,
+                marker=marker,
+                markersize=4,
+                label=label,
+                alpha=1.0 if statistic == "probe_test_acc" else 0.5,
+            )
+            handles.append(line)
+    reference = df[
+        (df.phase == phase) & (df.statistic == "model_test_acc") & (df.epoch == probe_epoch)
+    ]
+    if reference.empty:
+        reference = df[(df.statistic == "test_accuracy") & (df.epoch == probe_epoch)]
+    if len(reference):
+        accuracy = float(reference.value.iloc[-1])
+        handles.append(
+            right.axhline(
+                accuracy,
+                color="tab:red",
+                linestyle=":",
+                label=f"model test accuracy ({accuracy:.3f})",
+            )
+        )
+    right.set_ylim(0, 1.05)
+    right.set_ylabel("probe accuracy")
+    _layer_axis(axes, names)
+    axes.grid(alpha=0.3)
+    axes.set_title(f"Saturation and probe accuracy per layer, epoch {probe_epoch}")
+    figure.legend(handles=handles, fontsize=8, loc="outside right upper")
     return figure
 
 

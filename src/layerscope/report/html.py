@@ -18,6 +18,7 @@ import pandas as pd
 from layerscope.report.figures import (
     intrinsic_dimension_by_layer,
     layer_order,
+    saturation_and_probes,
     saturation_by_layer,
     saturation_heatmap,
     save_figure,
@@ -36,6 +37,12 @@ th { background: #f4f4f4; } td.name, th.name { text-align: left; font-family: mo
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.9em; }
 """
+
+
+_PROBE_NOTE = """ Probe accuracy is the accuracy of a
+logistic regression trained on the layer's outputs (average-pooled to at most 4x4): how linearly
+separable the classes already are there. Layers that raise neither saturation nor probe accuracy
+are candidates for removal."""
 
 
 def _output_phases(df: pd.DataFrame) -> list[str]:
@@ -64,7 +71,21 @@ def layer_table(df: pd.DataFrame, layers: Sequence[dict] | None = None) -> pd.Da
         if len(rows):
             latest = rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
             table[statistic] = latest.reindex(order)
+    for statistic in ("probe_test_acc", "probe_train_acc"):
+        rows = df[(df.statistic == statistic) & (df.phase == "probe") & df.layer.notna()]
+        if len(rows):
+            latest = rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
+            table[statistic.replace("_acc", " accuracy").replace("_", " ")] = latest.reindex(order)
     return table
+
+
+def _position_figures(run_dir: Path) -> list:
+    """Heatmaps of position probes saved by ``layerscope probe --reduction pos8``."""
+    from layerscope.analysis.position_probes import load_position_maps, position_heatmaps
+
+    found = sorted((run_dir / "probes").glob("positions-*.json"))
+    return [(path.stem.replace("-", "_") + "_probes", position_heatmaps(load_position_maps(path)))
+            for path in found]  # fmt: skip
 
 
 def _format(value: object) -> str:
@@ -117,8 +138,12 @@ def write_report(
     layers = [vars(layer) if not isinstance(layer, dict) else layer for layer in layers]
     widths = {layer["name"]: layer["num_features"] for layer in layers}
     figures = [("saturation_by_layer", saturation_by_layer(df))]
+    has_probes = bool(((df.statistic == "probe_test_acc") & (df.phase == "probe")).any())
+    if has_probes:
+        figures.append(("saturation_and_probes", saturation_and_probes(df)))
     figures += [(f"saturation_heatmap_{p}", saturation_heatmap(df, p)) for p in _output_phases(df)]
     figures.append(("intrinsic_dimension", intrinsic_dimension_by_layer(df, widths=widths)))
+    figures += _position_figures(run_dir)
     images = []
     for name, figure in figures:
         data = save_figure(figure, run_dir / "figures" / f"{name}.png")
@@ -145,7 +170,7 @@ def write_report(
 <p class="note">Saturation is the share of a layer's output dimensions needed to explain 99% of
 the variance of its outputs over a whole phase (the intrinsic dimension divided by the layer's
 width). Low values mean the layer is wider than its data needs; a run of low values at the end of
-the network (a "tail pattern") marks layers that contribute little.</p>
+the network (a "tail pattern") marks layers that contribute little.{_PROBE_NOTE if has_probes else ""}</p>
 {"".join(images)}
 <h2>Layers (latest epoch)</h2>
 {_html_table(layer_table(df, layers), "layer")}

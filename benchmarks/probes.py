@@ -1,0 +1,152 @@
+"""Probe solvers on the same features: SAGA-100 (the dissertation's), sklearn's lbfgs, the default.
+
+    python benchmarks/probes.py [--repeats 3] [--saga-repeats 1] [--threads 1] [--run RUN_DIR]
+
+Data: synthetic features, 20000 train + 5000 test samples of 512 and of 2048 features, 10
+classes (class means in a 128-dimensional subspace, noise with a decaying spectrum, per-feature
+offsets), and every layer of a VGG11 (width 1/4) trained for 3 epochs on digits at 32 x 32,
+average-pooled to at most 4 x 4 (trained into a temporary folder unless --run gives a run folder).
+
+Every solver fits a ``LogisticProbe`` (same standardisation, C = 1, tol = 1e-4, each solver's
+default max_iter: SAGA 100 epochs, sklearn lbfgs 100 iterations, the default torch L-BFGS 500).
+Configurations are interleaved (repeat 1 of everything, then repeat 2, ...) and the median time
+is reported; every process-wide thread pool (torch, BLAS, OpenMP) is limited to --threads.
+"objective" is the probe objective on the training set (float64; lower is closer to the common
+minimum); ratios are median times over the default's, measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from layerscope.analysis.probe_solvers import LogisticProbe, probe_objective
+
+SOLVERS = ("saga", "sklearn-lbfgs", "lbfgs")
+LABELS = {"saga": "SAGA-100", "sklearn-lbfgs": "sklearn lbfgs", "lbfgs": "default"}
+
+
+def synthetic(n_train: int, n_test: int, d: int, classes: int = 10, seed: int = 0, rank=128):
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = rng.integers(0, classes, n)
+    basis = rng.standard_normal((rank, d)).astype(np.float32) / np.float32(np.sqrt(d))
+    scales = (1.0 / np.arange(1, rank + 1) ** 0.5).astype(np.float32)
+    means = rng.standard_normal((classes, rank)).astype(np.float32) * scales
+    z = rng.standard_normal((n, rank)).astype(np.float32) * scales * 3
+    x = ((z + means[y]) @ basis * np.float32(np.sqrt(d))).astype(np.float32)
+    x += np.float32(0.5) * rng.standard_normal((n, d)).astype(np.float32)
+    x += rng.standard_normal(d).astype(np.float32) * 2  # offsets: standardisation matters
+    return [(x[:n_train], y[:n_train], x[n_train:], y[n_train:])]
+
+
+def vgg_layers(run: str | None, folder: str):
+    """(train X, train y, test X, test y) of every layer of a digits VGG run."""
+    from layerscope.analysis.latents import LatentManifest, manifest_path
+    from layerscope.analysis.probes import probe_run
+    from layerscope.lab import load_config
+    from layerscope.lab.trainer import train_run
+
+    if run is None:
+        cfg = load_config({"model": "vgg11", "width": 0.25, "dataset": "digits", "epochs": 3,
+                           "resolution": 32, "device": "cpu", "logs_dir": folder,
+                           "run_id": "bench"})[0]  # fmt: skip
+        print("training vgg11 (width 1/4) on digits for 3 epochs ...", file=sys.stderr)
+        run = train_run(cfg, progress=False).run_dir
+    probe_run(run, report=False, progress=False)  # extracts the latents (avg4)
+    run_id = json.loads((Path(run) / "config.json").read_text())["run_id"]
+    manifest = LatentManifest.read(manifest_path(Path(run) / "latents", run_id, "avg4"))
+    y_train, y_test = manifest.labels("train"), manifest.labels("test")
+    return [
+        (np.asarray(manifest.features(layer.name, "train")), y_train,
+         np.asarray(manifest.features(layer.name, "test")), y_test)
+        for layer in manifest.layers
+    ]  # fmt: skip
+
+
+def fit(solver: str, problems) -> dict:
+    """Fit one probe per problem; totals over problems (one problem for synthetic data)."""
+    seconds, iterations, converged, objective, train, test = 0.0, 0, 0, 0.0, [], []
+    for X, y, X_test, y_test in problems:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            started = time.perf_counter()
+            probe = LogisticProbe(solver=solver).fit(X, y)
+            seconds += time.perf_counter() - started
+        iterations += probe.n_iter_
+        converged += probe.converged_
+        objective += probe_objective(probe, X, y)
+        train.append(probe.score(X, y))
+        test.append(probe.score(X_test, y_test))
+    return {"seconds": seconds, "iterations": iterations, "converged": converged,
+            "objective": objective, "train": train, "test": test}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed fits per configuration")
+    parser.add_argument("--saga-repeats", type=int, default=1, help="SAGA is slow: fewer")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--run", help="a finished digits run folder to take the layers from")
+    parser.add_argument("--skip", nargs="*", default=[], help="data sets to leave out")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        data = {}
+        if "512" not in args.skip:
+            data["synthetic 20k x 512"] = synthetic(20_000, 5_000, 512)
+        if "2048" not in args.skip:
+            data["synthetic 20k x 2048"] = synthetic(20_000, 5_000, 2048, seed=1)
+        if "vgg" not in args.skip:
+            layers = vgg_layers(args.run, folder)
+            data[f"digits VGG11/4, {len(layers)} layers"] = layers
+        print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+              f"load average {load_before[0]:.2f} (1 min) at the start")  # fmt: skip
+        runs: dict[tuple[str, str], list[dict]] = {}
+        for repeat in range(max(args.repeats, args.saga_repeats)):
+            for name, problems in data.items():
+                for solver in SOLVERS:
+                    limit = args.saga_repeats if solver == "saga" else args.repeats
+                    if repeat < limit:
+                        runs.setdefault((name, solver), []).append(fit(solver, problems))
+        load_after = os.getloadavg()
+    header = (f"{'data':<28} {'solver':<14} {'seconds':>8} {'n':>2} {'iters':>6} {'conv':>5} "
+              f"{'objective':>10} {'train acc':>9} {'test acc':>8} {'x default':>9}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for name in data:
+        default = statistics.median(r["seconds"] for r in runs[(name, "lbfgs")])
+        for solver in SOLVERS:
+            found = runs[(name, solver)]
+            median = statistics.median(r["seconds"] for r in found)
+            last = found[-1]
+            print(f"{name:<28} {LABELS[solver]:<14} {median:>8.2f} {len(found):>2} "
+                  f"{last['iterations']:>6} {last['converged']:>2}/{len(last['test']):<2} "
+                  f"{last['objective']:>10.5f} {np.mean(last['train']):>9.4f} "
+                  f"{np.mean(last['test']):>8.4f} {median / default:>9.1f}")  # fmt: skip
+        reference = np.array(runs[(name, "lbfgs")][-1]["test"])
+        for solver in ("saga", "sklearn-lbfgs"):
+            other = np.array(runs[(name, solver)][-1]["test"])
+            print(f"{'':<28} |test acc - default's| per layer, max: {LABELS[solver]} "
+                  f"{np.abs(other - reference).max():.4f}")  # fmt: skip
+    print(f"load average {load_after[0]:.2f} (1 min) at the end; objective and accuracies of "
+          f"the last repeat; several layers: times, iterations and objectives summed, "
+          f"accuracies averaged")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

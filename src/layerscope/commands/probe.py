@@ -1,0 +1,127 @@
+"""``layerscope probe RUN_DIR``: logistic-regression probes for a finished run (SPEC C6)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        help="train logistic-regression probes on every recorded layer of a finished run",
+        description="Extract every recorded layer's outputs of a run folder's newest checkpoint "
+        "(eval mode, no augmentation; average-pooled to at most 4x4 by default), train one "
+        "logistic regression per layer, record train and test accuracy in the run's store and "
+        "rewrite its report (saturation beside probe accuracy). Finished probes are cached: a "
+        "rerun, also after a crash, trains only what is missing.",
+    )
+    parser.add_argument("run_dir", help="the run folder (holds config.json and checkpoints/)")
+    parser.add_argument(
+        "--reduction",
+        action="append",
+        metavar="R",
+        help="feature-map reduction, repeatable: avg4 (default), avgN, nearestN, gap, full; "
+        "posN / pos for one probe per position of an N x N grid (heatmaps, dissertation 9.3)",
+    )
+    parser.add_argument(
+        "--solver",
+        default="lbfgs",
+        help="lbfgs (default: torch L-BFGS), saga (the dissertation's sklearn SAGA, 100 epochs) "
+        "or sklearn-lbfgs",
+    )
+    parser.add_argument("-C", type=float, default=1.0, help="inverse L2 strength, as sklearn (1)")
+    parser.add_argument("--tol", type=float, default=1e-4, help="solver tolerance (1e-4)")
+    parser.add_argument("--max-iter", type=int, help="iterations / epochs (solver default)")
+    parser.add_argument("--no-standardize", action="store_true", help="train on raw features")
+    parser.add_argument(
+        "--layers", nargs="+", metavar="PATTERN", help="only these layers (fnmatch patterns)"
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=int, help="parallel worker processes (1; -1: one per CPU)"
+    )
+    parser.add_argument("--device", help="cpu, cuda, ... (default: the run's config)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for this process (default: torch's); 1 is often fastest on a busy "
+        "machine, where OpenMP threads wait on each other",
+    )
+    parser.add_argument("--batch-size", type=int, help="extraction batch size (the run's)")
+    parser.add_argument("--latents", metavar="DIR", help="latents folder (RUN_DIR/latents)")
+    parser.add_argument("--force", action="store_true", help="extract and fit everything again")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def _percent(value) -> str:
+    return (
+        ""
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (f"{100 * value:.2f}")
+    )
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)  # numpy / scikit-learn BLAS and OpenMP pools
+    except ImportError:  # pragma: no cover - comes with scikit-learn
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerscope.analysis.probes import ProbeSettings, probe_run
+
+    if args.threads is not None:
+        _limit_threads(args.threads)
+    settings = ProbeSettings(
+        solver=args.solver,
+        C=args.C,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        standardize=not args.no_standardize,
+    )
+    found = probe_run(
+        args.run_dir,
+        reductions=args.reduction or ["avg4"],
+        settings=settings,
+        layers=args.layers,
+        n_jobs=args.jobs,
+        device=args.device,
+        batch_size=args.batch_size,
+        latents_dir=args.latents,
+        force=args.force,
+        report=not args.no_report,
+        progress=not args.no_progress,
+    )
+    for reduction, results in found.items():
+        model = results.model_accuracy
+        print(
+            f"{reduction}: solver {results.settings.solver}, C={results.settings.C:g}; model "
+            f"accuracy train {_percent(model.get('train'))}%, test {_percent(model.get('test'))}%"
+        )
+        table = results.table()
+        if reduction.startswith("pos"):
+            summary = table.groupby(["index", "layer"], sort=True).test_acc.agg(["min", "max"])
+            print(f"{'#':>3}  {'layer':<28} {'test min %':>10} {'test max %':>10}")
+            for (index, layer), row in summary.iterrows():
+                print(f"{index + 1:>3}  {layer:<28} {_percent(row['min']):>10} "
+                      f"{_percent(row['max']):>10}")  # fmt: skip
+            continue
+        print(f"{'#':>3}  {'layer':<28} {'features':>8} {'train %':>8} {'test %':>8} "
+              f"{'iters':>6} {'seconds':>8}")  # fmt: skip
+        for row in table.to_dict("records"):
+            mark = "" if row["converged"] else "  (not converged)"
+            seconds = "cached" if row["cached"] else f"{row['seconds']:.2f}"
+            print(f"{row['index'] + 1:>3}  {row['layer']:<28} {row['features']:>8} "
+                  f"{_percent(row['train_acc']):>8} {_percent(row['test_acc']):>8} "
+                  f"{row['n_iter']:>6} {seconds:>8}{mark}")  # fmt: skip
+    return 0
