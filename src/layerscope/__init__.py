@@ -6,7 +6,7 @@ The public API is small; everything else lives in subpackages:
 - :mod:`layerscope.tracking`: layer selection, the :class:`Tracker` and :func:`analyze`.
 - :mod:`layerscope.store`: records, sinks, run folders and :func:`load`.
 - :mod:`layerscope.analysis`: receptive fields, border layers, advice, complexity, and CCA,
-  SVCCA, PWCCA and CKA similarity between representations.
+  SVCCA, PWCCA and CKA similarity between representations, logistic-regression probes.
 - :mod:`layerscope.report`: figures and HTML reports.
 - :mod:`layerscope.models`, :mod:`layerscope.datasets`, :mod:`layerscope.lab`: experiments.
 """
@@ -25,6 +25,8 @@ from layerscope.analysis import (
     similarity_over_epochs,
     truncate,
 )
+from layerscope.analysis.probe_solvers import LogisticProbe
+from layerscope.analysis.probes import ProbeSettings, probe_run, train_probes
 from layerscope.datasets import load_dataset
 from layerscope.lab.config import load_config
 from layerscope.models import create_model, list_models
@@ -39,6 +41,8 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "LayerInfo",
+    "LogisticProbe",
+    "ProbeSettings",
     "ReceptiveField",
     "StreamingCovariance",
     "Tracker",
@@ -55,8 +59,10 @@ __all__ = [
     "load",
     "load_config",
     "load_dataset",
+    "probe_run",
     "receptive_field",
     "similarity_over_epochs",
     "stats",
+    "train_probes",
     "truncate",
 ]

@@ -102,6 +102,10 @@ def test_a_folder_with_another_config_is_refused(tmp_path):
     train_run(config(tmp_path, epochs=1), progress=False)
     with pytest.raises(ConfigError, match="differs in epochs"):
         train_run(config(tmp_path, epochs=2), progress=False)
+    # Technical keys (workers, device, probes, ...) may change: same run, new settings.
+    again = train_run(config(tmp_path, epochs=1, num_workers=1), progress=False)
+    assert again.status == "skipped"
+    assert json.loads((again.run_dir / "config.json").read_text())["num_workers"] == 1
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import sys
 import time
 import warnings
@@ -56,7 +55,7 @@ from layerscope.analysis.probe_solvers import (
     ProbeSettingsError,
 )
 from layerscope.store.atomic import atomic_write_text
-from layerscope.store.records import COLUMNS, Record
+from layerscope.store.records import Record
 
 __all__ = [
     "PROBE_PHASE",
@@ -469,26 +468,14 @@ def write_probe_records(
     """
     from layerscope.store.sinks import SQLiteSink
 
-    SQLiteSink(store).close()  # creates the file and its schema when new
     rows = results.records(epoch, run=run)
-    phase = probe_phase(results.reduction)
     layers = sorted({r.layer for r in results.results})
-    marks = ", ".join("?" * len(layers))
-    connection = sqlite3.connect(store)
+    sink = SQLiteSink(store)
     try:
-        with connection:  # one transaction: old probe records go only if the new ones land
-            connection.execute(
-                f"DELETE FROM records WHERE run = ? AND phase = ? AND (layer IS NULL OR layer "
-                f"IN ({marks}))",
-                (run or results.run, phase, *layers),
-            )
-            connection.executemany(
-                f"INSERT INTO records ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(COLUMNS))})",
-                [r.as_tuple() for r in rows],
-            )
+        sink.replace(rows, run=run or results.run, phase=probe_phase(results.reduction),
+                     layers=layers)  # fmt: skip
     finally:
-        connection.close()
+        sink.close()
     return len(rows)
 
 
@@ -557,7 +544,7 @@ def probe_run(
     """
     from layerscope.lab.checkpoint import latest_checkpoint
     from layerscope.lab.config import RunConfig, resolve_device
-    from layerscope.lab.trainer import CONFIG_FILE, _build_model
+    from layerscope.lab.trainer import CONFIG_FILE, build_model
 
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -594,7 +581,7 @@ def probe_run(
         data = load_dataset(
             cfg.dataset, resolution=cfg.resolution, seed=cfg.seed, **cfg.dataset_kwargs
         )
-        model = _build_model(cfg, data.num_classes, data.in_channels)
+        model = build_model(cfg, data.num_classes, data.in_channels)
         model.load_state_dict(checkpoint.state["model"])
         model.to(device)
         splits = {"train": _train_without_augmentation(data), "test": data.test}

@@ -39,14 +39,20 @@ from layerscope.lab.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from layerscope.lab.config import RunConfig, format_width, resolve_device, run_dir
+from layerscope.lab.config import (
+    TECHNICAL_KEYS,
+    RunConfig,
+    format_width,
+    resolve_device,
+    run_dir,
+)
 from layerscope.lab.optimizers import step_schedule
 from layerscope.lab.registry import METRICS, MODELS, OPTIMIZERS
 from layerscope.store.atomic import atomic_save, atomic_write_text
 from layerscope.store.sinks import SQLiteSink
 from layerscope.tracking.tracker import Tracker
 
-__all__ = ["RunResult", "seed_everything", "train_run"]
+__all__ = ["RunResult", "build_model", "seed_everything", "train_run"]
 
 CONFIG_FILE = "config.json"
 DONE_FILE = "done.json"
@@ -81,18 +87,21 @@ def _write_config(folder: Path, cfg: RunConfig) -> None:
     resolved = cfg.to_dict()
     if path.is_file():
         existing = json.loads(path.read_text(encoding="utf-8"))
-        if existing != resolved:
-            changed = sorted(k for k in resolved.keys() | existing.keys()
-                             if resolved.get(k) != existing.get(k))  # fmt: skip
+        changed = sorted(k for k in resolved.keys() | existing.keys()
+                         if resolved.get(k) != existing.get(k))  # fmt: skip
+        if not changed:
+            return
+        if any(key not in TECHNICAL_KEYS for key in changed):
             raise ConfigError(
                 f"{folder} holds a run with another config (differs in {', '.join(changed)}). "
                 f"Give this run another run_id or logs_dir, or delete the folder."
             )
-        return
+        # Only technical keys changed (device, workers, probes, ...): same run, new settings.
     atomic_write_text(path, json.dumps(resolved, indent=2) + "\n")
 
 
-def _build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
+def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """The configured model for data of ``num_classes`` and ``in_channels`` (width applied)."""
     kwargs = dict(cfg.model_kwargs)
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_channels", in_channels)
@@ -181,7 +190,7 @@ def train_run(
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
                         **cfg.dataset_kwargs)  # fmt: skip
-    model = _build_model(cfg, data.num_classes, data.in_channels).to(device)
+    model = build_model(cfg, data.num_classes, data.in_channels).to(device)
     optimizer = OPTIMIZERS.create(
         cfg.optimizer.name, params=model.parameters(), lr=cfg.optimizer.lr,
         momentum=cfg.optimizer.momentum, weight_decay=cfg.optimizer.weight_decay,

@@ -146,6 +146,23 @@ class SQLiteSink(_ClosedMixin):
         self._connection.commit()
         return cursor.rowcount
 
+    def replace(
+        self, records: Sequence[Record], *, run: str, phase: str, layers: Sequence[str]
+    ) -> None:
+        """In one transaction, delete the records of ``run`` in ``phase`` for ``layers`` (and
+        that phase's model-level records), then write ``records``: a rerun of an analysis
+        replaces its earlier results, and a crash leaves either the old or the new ones."""
+        self._check_open()
+        self._connection.commit()
+        marks = ", ".join("?" * len(layers))
+        with self._connection:
+            self._connection.execute(
+                f"DELETE FROM records WHERE run = ? AND phase = ? AND "
+                f"(layer IS NULL OR layer IN ({marks}))",
+                (run, phase, *layers),
+            )
+            self.write(records)
+
     def close(self) -> None:
         if self._closed:
             return
