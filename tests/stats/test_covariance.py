@@ -161,9 +161,9 @@ def test_covariance_is_exactly_symmetric():
     assert torch.equal(matrix, matrix.T)
 
 
-@pytest.mark.parametrize("d", [200, 500])  # 2 and 4 row blocks in the symmetric product
+@pytest.mark.parametrize("d", [200, 500])
 @pytest.mark.parametrize("features_first", [False, True])
-def test_wide_layers_use_the_block_triangular_product_exactly(d, features_first):
+def test_wide_layers_in_both_layouts(d, features_first):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(700, d)) @ rng.normal(size=(d, d)) * 0.1 + 2.0
     cov = StreamingCovariance(d)
@@ -180,8 +180,7 @@ def test_wide_layers_use_the_block_triangular_product_exactly(d, features_first)
 
 @pytest.mark.parametrize("precision", ["float64", "mixed"])
 def test_batches_whose_means_jump_keep_their_digits(precision):
-    # Each batch is shifted by the running mean before its product; here every batch's mean
-    # is far from it, which the final correction must absorb without cancellation.
+    # Chan's merge must absorb batches whose means are far from the running mean.
     rng = np.random.default_rng(6)
     offsets = [0.0, 1e4, -1e4, 3e3]
     x = np.concatenate([rng.normal(size=(500, 4)) + o for o in offsets])

@@ -98,28 +98,13 @@ def _format_bytes(num_bytes: float) -> str:
 
 
 def _gram(samples: torch.Tensor, *, features_first: bool) -> torch.Tensor:
-    """The (k, k) Gram matrix of a batch, (k, n) if ``features_first`` else (n, k).
+    """The (d, d) Gram matrix of a batch of samples, (d, n) if ``features_first`` else (n, d).
 
-    The product is symmetric, so for wide layers only the blocks on and above the diagonal are
-    multiplied (2 or 4 row blocks: 3/4 or 5/8 of the work) and the rest is mirrored. Every
-    product runs in torch's own thread pool. (SciPy's BLAS ``syrk`` computes one triangle too,
-    but its second thread pool fought torch's inside training steps and made them slower.)
+    A plain ``torch.mm`` in torch's own thread pool. (SciPy's BLAS ``syrk`` computes half the
+    products and was up to 2x faster in isolation, but its second thread pool fought torch's
+    inside a training step and made steps several times slower on a loaded 2-core machine.)
     """
-    rows = samples if features_first else samples.T  # (k, n), possibly a transposed view
-    k = rows.shape[0]
-    blocks = 1 if k < 192 else 2 if k < 448 else 4
-    if blocks == 1:
-        return rows @ rows.T
-    edges = [round(i * k / blocks) for i in range(blocks + 1)]
-    gram = torch.empty(k, k, dtype=samples.dtype, device=samples.device)
-    for i in range(blocks):
-        a = rows[edges[i] : edges[i + 1]]
-        for j in range(i, blocks):
-            block = a @ rows[edges[j] : edges[j + 1]].T
-            gram[edges[i] : edges[i + 1], edges[j] : edges[j + 1]] = block
-            if j != i:
-                gram[edges[j] : edges[j + 1], edges[i] : edges[i + 1]] = block.T
-    return gram
+    return samples @ samples.T if features_first else samples.T @ samples
 
 
 class StreamingCovariance(StreamingStatistic):
@@ -201,7 +186,6 @@ class StreamingCovariance(StreamingStatistic):
             "rejected_batches", torch.zeros((), dtype=torch.int64, device=state_device), "sum"
         )
         self._generator: torch.Generator | None = None
-        self._needs_reference = True  # no running mean to shift batches by yet
 
     # ------------------------------------------------------------------ update
     def update(self, x: torch.Tensor, *, feature_dim: int = -1) -> None:
@@ -262,44 +246,26 @@ class StreamingCovariance(StreamingStatistic):
     def _batch_moments(
         self, x: torch.Tensor, features_first: bool
     ) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """Count, float64 mean and float64 co-moment of one batch ((d, *s) or (*s, d)).
-
-        One pass copies the batch, shifted by a reference point ``c`` close to its mean, into
-        a reused buffer; its product with itself gives ``G = sum (x - c)(x - c)^T`` (for
-        features-first batches an extra row of ones makes the same product give
-        ``s = sum (x - c)``; rows are summed instead), and the batch's co-moment is
-        ``G - s s^T / n``, its mean ``c + s / n``.
-        ``c`` is the running mean, or for the first batch after a reset the batch's own mean;
-        then ``s`` is small and the subtraction loses nothing (the shifted-data algorithm,
-        Chan, Golub & LeVeque 1983, section 3).
-        """
+        """Count, float64 mean and float64 co-moment of one batch ((d, *s) or (*s, d))."""
         d = self.num_features
         n = x.numel() // d
         work_dtype = torch.float64 if self.precision == "float64" else torch.float32
-        sample_dims = tuple(range(1, x.dim())) if features_first else tuple(range(x.dim() - 1))
-        if self._needs_reference:
-            # No running mean yet: estimate this batch's (one extra read of the input).
-            reference = x.mean(dim=sample_dims, dtype=torch.float32)
-        else:
-            reference = self.mean
-        shift = reference.to(work_dtype)
-        if features_first:
-            # (d + 1, n): the extra row of ones makes the product also give s and n.
-            buffer = _WORKSPACE.get((d + 1) * n, work_dtype, x.device).view(d + 1, n)
-            buffer[d].fill_(1)
-            torch.sub(x, shift.view([d] + [1] * (x.dim() - 1)), out=buffer[:d].view(x.shape))
-            gram = _gram(buffer, features_first=True).to(torch.float64)
-            shifted_sum, gram = gram[:d, d], gram[:d, :d]
-        else:
-            # (n, d) rows: a column of ones would make the leading dimension d + 1, which slows
-            # the product more than summing the rows in a separate pass costs.
-            buffer = _WORKSPACE.get(d * n, work_dtype, x.device).view(n, d)
-            torch.sub(x, shift, out=buffer.view(x.shape))
-            shifted_sum = buffer.sum(dim=0).to(torch.float64)  # small values: exact enough
-            gram = _gram(buffer, features_first=False).to(torch.float64)
-        comoment = gram - torch.outer(shifted_sum, shifted_sum / n)
-        self._needs_reference = False
-        return n, shift.to(torch.float64) + shifted_sum / n, comoment
+        buffer = _WORKSPACE.get(d * n, work_dtype, x.device)
+        buffer.view(x.shape).copy_(x)  # the one copy, converting the dtype
+        sample_dim = 1 if features_first else 0
+        centred = buffer.view(d, n) if features_first else buffer.view(n, d)
+        mean = centred.mean(dim=sample_dim, keepdim=True)
+        centred.sub_(mean)
+        gram = _gram(centred, features_first=features_first)
+        if self.precision == "float64":
+            return n, mean.flatten(), gram
+        # Mixed: the float32 mean is off by r = mean(x - mean32), a tiny vector that float32
+        # measures accurately now that the data is centred. Since
+        # sum (x - m32)(x - m32)^T = M + n r r^T, subtract n r r^T in float64.
+        residual = centred.mean(dim=sample_dim).to(torch.float64)
+        gram = gram.to(torch.float64)
+        gram -= torch.outer(residual, residual * n)
+        return n, mean.flatten().to(torch.float64) + residual, gram
 
     def _fold(self, n_b: int, mean_b: torch.Tensor, comoment_b: torch.Tensor) -> None:
         """Chan's pairwise update; a non-finite batch is dropped without a host sync."""
@@ -314,14 +280,6 @@ class StreamingCovariance(StreamingStatistic):
         self.comoment = torch.where(finite, new_comoment, self.comoment)
         self.count = torch.where(finite, n, n_a)
         self.rejected_batches = self.rejected_batches + (~finite).to(torch.int64)
-
-    def reset(self) -> None:
-        super().reset()
-        self._needs_reference = True
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        self._needs_reference = float(self.count) == 0
 
     # ------------------------------------------------------------------ merge / sync
     def merge(self, other: StreamingCovariance) -> Self:
@@ -338,7 +296,6 @@ class StreamingCovariance(StreamingStatistic):
             return self
         self._fold(n_b, other.mean.to(self.device), other.comoment.to(self.device))
         self.rejected_batches = self.rejected_batches + other.rejected_batches.to(self.device)
-        self._needs_reference = False
         return self
 
     def sync(self, group=None) -> Self:
@@ -365,7 +322,6 @@ class StreamingCovariance(StreamingStatistic):
         dist.all_reduce(rejected, group=group)
         self.count, self.mean, self.comoment = count, global_mean, comoment
         self.rejected_batches = rejected
-        self._needs_reference = float(count) == 0
         return self
 
     # ------------------------------------------------------------------ compute
