@@ -16,18 +16,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _vgg import make_step, median_step_seconds, vgg_like
+from _vgg import MODELS, make_step, median_step_seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", choices=sorted(MODELS), default="vgg")
     args = parser.parse_args()
     from delve import SaturationTracker
 
     torch.manual_seed(0)
-    plain = vgg_like()
+    plain = MODELS[args.model]()
     tracked = copy.deepcopy(plain)
     with tempfile.TemporaryDirectory() as folder:
         SaturationTracker(

@@ -1,4 +1,5 @@
-"""The benchmark network: VGG-style, 8 conv layers of 64-512 channels, for 3 x 32 x 32 inputs.
+"""The benchmark networks for 3 x 32 x 32 inputs: VGG-style (8 conv layers of 64-512 channels)
+and a small 4-conv CNN (32-64 channels, like the one Delve's overhead was first measured on).
 
 Self-contained (torch only) so that the Delve comparison can import it from a venv without
 layerscope.
@@ -30,6 +31,19 @@ def vgg_like(num_classes: int = 10) -> nn.Sequential:
             channels = item
     layers += [nn.Flatten(), nn.Linear(512, num_classes)]
     return nn.Sequential(*layers)
+
+
+def small_cnn(num_classes: int = 10) -> nn.Sequential:
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(3, 32), *block(32, 32), nn.MaxPool2d(2), *block(32, 64), *block(64, 64),
+        nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )  # fmt: skip
+
+
+MODELS = {"vgg": vgg_like, "small": small_cnn}
 
 
 def make_step(model: nn.Module, batch_size: int = 64):

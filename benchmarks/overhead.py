@@ -6,8 +6,8 @@
     /tmp/delve-venv/bin/pip install torch==2.13.0 delve==0.1.50
     python benchmarks/overhead.py --delve-python /tmp/delve-venv/bin/python
 
-The network is VGG-style (benchmarks/_vgg.py: 8 conv layers of 64-512 channels with batch norm,
-batch 64 of random 3 x 32 x 32 inputs, SGD). Configurations are measured in interleaved rounds
+The default network is VGG-style (benchmarks/_vgg.py: 8 conv layers of 64-512 channels with
+batch norm, batch 64 of random 3 x 32 x 32 inputs, SGD); ``--model small`` is a 4-conv CNN. Configurations are measured in interleaved rounds
 (untracked, float64, mixed, untracked, ...) so that drift in the machine's speed hits all of them
 alike; each round takes the median of ``--steps`` steps after one warm-up step, and the table
 shows the median over rounds. Ratios are to the untracked median of the same process. The end of
@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _vgg import make_step, median_step_seconds, vgg_like
+from _vgg import MODELS, make_step, median_step_seconds
 
 from layerscope import Tracker
 
 
-def measure(steps: int, rounds: int) -> dict[str, float]:
+def measure(model_name: str, steps: int, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = vgg_like()
+    model = MODELS[model_name]()
     step = make_step(model)
     configurations = {
         "untracked": None,
@@ -61,10 +61,19 @@ def measure(steps: int, rounds: int) -> dict[str, float]:
     return summary
 
 
-def delve_ratio(python: str, steps: int, rounds: int) -> str:
+def delve_ratio(python: str, model_name: str, steps: int, rounds: int) -> str:
     script = Path(__file__).parent / "_delve_overhead.py"
     completed = subprocess.run(
-        [python, str(script), "--steps", str(steps), "--rounds", str(rounds)],
+        [
+            python,
+            str(script),
+            "--model",
+            model_name,
+            "--steps",
+            str(steps),
+            "--rounds",
+            str(rounds),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -78,12 +87,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12, help="steps per round (median taken)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="vgg",
+        help="vgg: 8 conv layers, 64-512 channels (default); small: 4 conv layers",
+    )
     parser.add_argument("--delve-python", help="python of a venv with delve==0.1.50 installed")
     args = parser.parse_args()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, VGG-style, batch 64, 3x32x32"
-    )
-    summary = measure(args.steps, args.rounds)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, model {args.model}, batch 64, 3x32x32")
+    summary = measure(args.model, args.steps, args.rounds)
     base = summary["untracked"]
     print(f"{'configuration':<18} {'step ms':>8} {'ratio':>6}")
     for name in ("untracked", "tracked float64", "tracked mixed"):
@@ -93,7 +107,7 @@ def main() -> None:
             f"end_epoch ({name}): {summary[f'end_epoch tracked {name}'] * 1e3:.0f} ms once per epoch"
         )
     if args.delve_python:
-        print(delve_ratio(args.delve_python, args.steps, args.rounds))
+        print(delve_ratio(args.delve_python, args.model, args.steps, args.rounds))
 
 
 if __name__ == "__main__":
