@@ -180,3 +180,55 @@ def test_killed_during_epoch_2_of_4_then_resumed_equals_an_uninterrupted_run(tmp
         for run in (resumed, reference)
     ]
     assert records[0].equals(records[1])
+
+
+def test_resume_from_another_working_directory_continues_the_given_folder(tmp_path, monkeypatch):
+    from layerscope.lab.experiment import resume_run
+
+    cfg = config(tmp_path, epochs=3, logs_dir="logs")  # relative, as configs usually are
+    monkeypatch.chdir(tmp_path)
+
+    def crash(epoch):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, progress=False, after_epoch=crash)
+    folder = (tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r").resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = resume_run(folder, progress=False)
+    assert result.run_dir == folder and result.epochs_trained == 2
+    assert not (elsewhere / "logs").exists()
+    assert sorted(load(folder).epoch.unique()) == [0, 1, 2]
+    # The report rebuilt after the resume shows every epoch, not only the resumed ones.
+    assert "epochs recorded: 3" in (folder / "report.html").read_text()
+
+
+def test_killed_after_the_last_checkpoint_finishes_without_duplicates(tmp_path):
+    cfg = config(tmp_path, epochs=2)
+    first = train_run(cfg, progress=False)
+    (first.run_dir / "done.json").unlink()  # as if killed after the last checkpoint
+    again = train_run(cfg, progress=False)
+    assert again.status == "finished" and again.epochs_trained == 0
+    assert again.metrics == first.metrics
+    df = load(first.run_dir)
+    assert len(df.query("statistic == 'parameters'")) == 1
+    assert len(df.query("statistic == 'train_loss'")) == 2
+
+
+def test_large_seeds_are_accepted(tmp_path):
+    result = train_run(config(tmp_path, epochs=1, seed=2**62), progress=False)
+    assert result.status == "finished"
+
+
+def test_width_needs_a_model_with_a_width_factor_and_num_classes_comes_from_the_data(tmp_path):
+    MODELS.add("no_width_net", lambda num_classes=10, in_channels=1: nn.Linear(1, num_classes))
+    try:
+        with pytest.raises(ConfigError, match="has no width factor"):
+            config(tmp_path, model="no_width_net", width=0.5)
+    finally:
+        MODELS._entries.pop("no_width_net")
+    with pytest.raises(ConfigError, match="num_classes"):
+        config(tmp_path, model_kwargs={"num_classes": 3})

@@ -248,18 +248,19 @@ def test_bad_arguments_are_clear():
         cov.update(np.zeros((5, 3)))
 
 
-def test_max_samples_caps_each_update_with_a_seeded_draw():
+def test_max_samples_takes_exactly_the_seeded_rows():
     x = torch.randn(1000, 3, dtype=torch.float64)
-    a = StreamingCovariance(3, max_samples=100, seed=7)
-    b = StreamingCovariance(3, max_samples=100, seed=7)
-    a.update(x)
-    a.update(x)
-    b.update(x)
-    b.update(x)
-    assert a.compute().count == 200
-    assert torch.equal(a.compute().covariance, b.compute().covariance)
-    # The draw is a subset of the rows: its mean lies within the rows' range.
-    assert bool((a.compute().mean <= x.max(0).values).all())
+    cov = StreamingCovariance(3, max_samples=100, seed=7)
+    cov.update(x)
+    cov.update(x)
+    # The documented draw: a torch.Generator seeded with `seed`, randperm(n)[:max_samples] per
+    # update, rows taken in that order.
+    generator = torch.Generator().manual_seed(7)
+    rows = [x[torch.randperm(1000, generator=generator)[:100]] for _ in range(2)]
+    expected = two_pass_covariance(torch.cat(rows).numpy())
+    result = cov.compute()
+    assert result.count == 200
+    assert relative_error(result.covariance.numpy(), expected) < 1e-12
 
 
 def test_reset_and_state_dict_round_trip():
@@ -283,10 +284,13 @@ def test_reset_and_state_dict_round_trip():
 
 
 def test_state_follows_input_device_or_stays_where_told():
+    # The meta device stands in for a GPU (shapes only, no data).
     cov = StreamingCovariance(2)
-    cov.update(torch.randn(4, 2))
     assert cov.device.type == "cpu"
+    cov.update(torch.randn(4, 2, device="meta"))
+    assert cov.device.type == "meta" and cov.comoment.device.type == "meta"
     pinned = StreamingCovariance(2, device="cpu")
+    pinned.update(torch.randn(4, 2, dtype=torch.float64))
     assert pinned.device.type == "cpu"
 
 

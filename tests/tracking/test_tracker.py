@@ -319,14 +319,17 @@ def test_user_scalars_go_through_the_same_records():
         Tracker(model).log(loss="low")
 
 
-def test_average_saturation_is_the_mean_over_layers_with_parameters():
-    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 2))
+def test_average_saturation_is_the_mean_over_layers_with_trainable_parameters():
+    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 2))
+    model[3].requires_grad_(False)  # a frozen layer is recorded but not part of s_mu
     with Tracker(model, weights=False) as tracker:
         model(torch.randn(40, 3))
         tracker.end_epoch()
     df = tracker.dataframe()
-    per_layer = df[(df.statistic == "saturation")].value.mean()
-    assert df.query("statistic == 'average_saturation'").value.item() == pytest.approx(per_layer)
+    saturation = df[df.statistic == "saturation"].set_index("layer").value
+    assert len(saturation) == 3
+    expected = (saturation["0"] + saturation["2"]) / 2
+    assert df.query("statistic == 'average_saturation'").value.item() == pytest.approx(expected)
 
 
 def test_dead_layer_is_flagged_not_nan():
@@ -424,8 +427,43 @@ def test_channels_last_memory_format_is_read_along_the_right_axis():
 
 
 def test_statistics_stay_on_the_outputs_device_by_default():
+    # The meta device stands in for a GPU: no CUDA default, state goes where outputs are.
+    model = nn.Sequential(nn.Linear(2, 2)).to("meta")
+    tracker = Tracker(model, weights=False)
+    model(torch.randn(3, 2, device="meta"))
+    assert [a.device.type for a in tracker._accumulators.values()] == ["meta"]
+    tracker._abort()
+    cpu_model = nn.Sequential(nn.Linear(2, 2))
+    pinned = Tracker(cpu_model, weights=False, device="meta")  # told where to keep them
+    cpu_model(torch.randn(3, 2))
+    assert [a.device.type for a in pinned._accumulators.values()] == ["meta"]
+    pinned._abort()
+
+
+def test_epochs_are_numbered_before_their_first_batch_or_not_at_all():
     model = nn.Sequential(nn.Linear(2, 2))
     with Tracker(model, weights=False) as tracker:
-        model(torch.randn(3, 2))
-        assert all(a.device.type == "cpu" for a in tracker._accumulators.values())
+        tracker.begin_epoch(1)
+        model(torch.randn(4, 2))
+        model.eval()
+        model(torch.randn(4, 2))
+        with pytest.raises(PhaseError, match=r"already written as epoch 1"):
+            tracker.end_epoch(epoch=2)
+        tracker.end_epoch(epoch=1)
+        model.train()
+        model(torch.randn(4, 2))
+        with pytest.raises(PhaseError, match="before the epoch's first batch"):
+            tracker.begin_epoch(5)
         tracker.end_epoch()
+    assert sorted(tracker.dataframe().epoch.unique().tolist()) == [1, 2]
+
+
+def test_continuing_a_run_refuses_records_it_would_duplicate(tmp_path):
+    model = nn.Sequential(nn.Linear(2, 2))
+    with Tracker(model, tmp_path / "run", figures=False) as tracker:
+        for _ in range(2):
+            model(torch.randn(4, 2))
+            tracker.end_epoch()
+    with pytest.raises(ValueError, match="from epoch 1 to 1"):
+        Tracker(model, tmp_path / "run", start_epoch=1)
+    assert hook_count(model) == 0

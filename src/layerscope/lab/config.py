@@ -155,6 +155,8 @@ class TrackerConfig:
     every_n_batches: int = field(default=1, metadata=_check(">= 1", _at_least_one))
     # Stop recording after this many batches per phase; None records all.
     max_batches: int | None = field(default=None, metadata=_check(">= 1", _at_least_one))
+    # Cap the samples (rows / positions) one batch contributes per layer; None keeps all.
+    max_samples: int | None = field(default=None, metadata=_check(">= 2", lambda v: v >= 2))
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,15 @@ def _check_kwargs(factory, kwargs: dict, path: str, reserved: dict, context: Con
             )
 
 
+def _takes(factory, name: str) -> bool:
+    """Whether ``factory`` accepts the keyword ``name`` (or any keyword)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def _resolve_optimizer(cfg: OptimizerConfig, context: Context) -> OptimizerConfig:
     from layerscope.lab.registry import OPTIMIZERS
 
@@ -288,24 +299,33 @@ def _resolve_optimizer(cfg: OptimizerConfig, context: Context) -> OptimizerConfi
 
 
 def _resolve(cfg: RunConfig, context: Context) -> RunConfig:
+    from layerscope.errors import UnknownNameError
     from layerscope.lab.registry import DATASETS, METRICS, MODELS
-    from layerscope.stats.spectrum import list_statistics
+    from layerscope.stats.spectrum import get_statistic
 
     _load_registries()
     model = _lookup(MODELS, cfg.model, "model", context)
     dataset = _lookup(DATASETS, cfg.dataset, "dataset", context)
     for i, name in enumerate(cfg.metrics):
         _lookup(METRICS, name, f"metrics[{i}]", context)
-    known = list_statistics()
     for name in cfg.tracker.statistics:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+        try:
+            scalar = get_statistic(name).scalar
+        except UnknownNameError as error:
+            raise ConfigError(f"{context.prefix()}key 'tracker.statistics': {error}") from None
+        if not scalar:
             raise ConfigError(
-                f"{context.prefix()}key 'tracker.statistics': unknown statistic {name!r}.{hint} "
-                f"Known statistics: {', '.join(known)}."
+                f"{context.prefix()}key 'tracker.statistics': {name!r} is not a scalar and "
+                f"cannot be recorded; choose from `layerscope list statistics`"
             )
-    _check_kwargs(model, cfg.model_kwargs, "model_kwargs", {"width": "width"}, context)
+    if cfg.width != 1.0 and not _takes(model, "width"):
+        raise ConfigError(
+            f"{context.prefix()}key 'width': model {cfg.model!r} has no width factor, so width "
+            f"= {format_width(cfg.width)} cannot apply; remove the key or choose a model that "
+            f"takes one (see `layerscope list models`)"
+        )
+    reserved = {"width": "width", "num_classes": "dataset", "in_channels": "dataset"}
+    _check_kwargs(model, cfg.model_kwargs, "model_kwargs", reserved, context)
     reserved = {"resolution": "resolution", "seed": "seed"}
     _check_kwargs(dataset, cfg.dataset_kwargs, "dataset_kwargs", reserved, context)
     cfg = replace(cfg, optimizer=_resolve_optimizer(cfg.optimizer, context))

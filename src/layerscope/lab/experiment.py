@@ -49,4 +49,4 @@ def resume_run(folder: str | os.PathLike, *, progress: bool = True) -> RunResult
             f"`layerscope run CONFIG`)"
         )
     cfg = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
-    return train_run(cfg, progress=progress)
+    return train_run(cfg, folder=Path(folder), progress=progress)

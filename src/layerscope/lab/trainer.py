@@ -18,6 +18,7 @@ A run folder (``run_dir(cfg)``) holds::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -52,7 +53,7 @@ from layerscope.store.atomic import atomic_save, atomic_write_text
 from layerscope.store.sinks import SQLiteSink
 from layerscope.tracking.tracker import Tracker
 
-__all__ = ["RunResult", "build_model", "seed_everything", "train_run"]
+__all__ = ["RunResult", "build_model", "run_epoch", "seed_everything", "train_run"]
 
 CONFIG_FILE = "config.json"
 DONE_FILE = "done.json"
@@ -119,7 +120,7 @@ def _parameters(factory: Callable) -> set[str]:
         return set()
 
 
-def _run_epoch(
+def run_epoch(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device,
@@ -128,11 +129,24 @@ def _run_epoch(
     description: str,
     progress: bool,
 ) -> dict[str, float]:
-    """One pass over ``loader``; trains when an optimizer is given. Per-sample means."""
+    """One pass over ``loader``; trains when an optimizer is given. Returns per-sample means of
+    the loss and of every metric (registered metrics return counts that add over batches).
+
+    Example:
+        >>> from layerscope.lab.metrics import accuracy
+        >>> model = nn.Linear(4, 3)
+        >>> batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(2)]
+        >>> result = run_epoch(model, batches, torch.device("cpu"), {"accuracy": accuracy},
+        ...                    None, "eval", progress=False)
+        >>> sorted(result), 0.0 <= result["accuracy"] <= 1.0
+        (['accuracy', 'loss'], True)
+    """
     training = optimizer is not None
     model.train(training)
     loss_function = nn.CrossEntropyLoss(reduction="sum")
-    totals = dict.fromkeys(["loss", *metrics], 0.0)
+    # Sums stay tensors on the device: no host synchronisation per batch.
+    totals = {name: torch.zeros((), dtype=torch.float64, device=device)
+              for name in ["loss", *metrics]}  # fmt: skip
     seen = 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress, file=sys.stderr)
     with torch.set_grad_enabled(training):
@@ -150,16 +164,51 @@ def _run_epoch(
                 (loss / len(targets)).backward()
                 optimizer.step()
             seen += len(targets)
-            totals["loss"] += loss.item()
+            totals["loss"] += loss.detach()
             for name, metric in metrics.items():
-                totals[name] += float(metric(logits.detach(), targets))
-            bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
-    return {name: value / max(seen, 1) for name, value in totals.items()}
+                totals[name] += metric(logits.detach(), targets)
+    return {name: float(value) / max(seen, 1) for name, value in totals.items()}
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of the shuffle order of ``epoch``: depends on (seed, epoch) only, below 2**63."""
+    digest = hashlib.sha256(f"layerscope-shuffle:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _restore(checkpoints: Path, model, optimizer, scheduler, progress: bool) -> int:
+    """Load the newest good checkpoint into the training state; return the next epoch (0 if
+    there is none, after saving the initial weights for distance-from-initialisation)."""
+    # On CPU: RNG states must stay CPU tensors; load_state_dict moves the rest where it lives.
+    checkpoint = latest_checkpoint(checkpoints, map_location="cpu")
+    if checkpoint is None:
+        atomic_save(checkpoints / "initial.pt", lambda f: torch.save(model.state_dict(), f))
+        return 0
+    model.load_state_dict(checkpoint.state["model"])
+    optimizer.load_state_dict(checkpoint.state["optimizer"])
+    scheduler.load_state_dict(checkpoint.state["scheduler"])
+    restore_rng_state(checkpoint.state["rng"])
+    if progress:
+        print(f"resuming {checkpoints.parent} from epoch {checkpoint.epoch + 2} "
+              f"({checkpoint.path.name})", file=sys.stderr)  # fmt: skip
+    return checkpoint.epoch + 1
+
+
+def _stored_metrics(folder: Path, run: str, epoch: int) -> dict[str, float]:
+    """The train_/test_ metrics recorded for ``epoch`` (a run killed after its last
+    checkpoint finishes without training again)."""
+    from layerscope.store.runs import load
+
+    df = load(folder / "records.sqlite")
+    rows = df[(df.run == run) & (df.epoch == epoch) & (df.phase == "epoch")]
+    rows = rows[rows.statistic.str.startswith(("train_", "test_"))]
+    return dict(zip(rows.statistic, rows.value, strict=True))
 
 
 def train_run(
     cfg: RunConfig,
     *,
+    folder: str | Path | None = None,
     position: tuple[int, int] = (1, 1),
     progress: bool = True,
     after_epoch: Callable[[int], None] | None = None,
@@ -168,14 +217,19 @@ def train_run(
 
     Args:
         cfg: a resolved config (from :func:`~layerscope.lab.config.load_config`).
+        folder: the run folder; default ``run_dir(cfg)`` (relative to the working directory
+            when ``logs_dir`` is).
         position: (index, total) of the run in its grid, for the progress bar.
         progress: show progress bars (stderr).
         after_epoch: called with the epoch index after each epoch's checkpoint is saved.
 
     Returns:
         A :class:`RunResult`; a finished run (``done.json`` present) is skipped.
+
+    Example (trains, so not run here; tests/lab/test_trainer.py runs it on a tiny model):
+        ``train_run(load_config("examples/vgg_width_sweep.toml")[0])``
     """
-    folder = run_dir(cfg)
+    folder = Path(folder) if folder is not None else run_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     _write_config(folder, cfg)  # refuses a folder that holds another run, finished or not
     if (folder / DONE_FILE).is_file():
@@ -197,26 +251,14 @@ def train_run(
     )  # fmt: skip
     scheduler = step_schedule(optimizer, cfg.optimizer.step, cfg.optimizer.factor)
     metrics = {name: METRICS.get(name) for name in cfg.metrics}
-
     checkpoints = folder / "checkpoints"
-    initial_path = checkpoints / "initial.pt"
-    checkpoint = latest_checkpoint(checkpoints, map_location=device)
-    if checkpoint is None:
-        start = 0
-        atomic_save(initial_path, lambda handle: torch.save(model.state_dict(), handle))
-    else:
-        model.load_state_dict(checkpoint.state["model"])
-        optimizer.load_state_dict(checkpoint.state["optimizer"])
-        scheduler.load_state_dict(checkpoint.state["scheduler"])
-        restore_rng_state(checkpoint.state["rng"])
-        start = checkpoint.epoch + 1
-        if progress:
-            print(f"resuming {folder} from epoch {start + 1} ({checkpoint.path.name})",
-                  file=sys.stderr)  # fmt: skip
+    start = _restore(checkpoints, model, optimizer, scheduler, progress)
 
-    # Records of epochs after the checkpoint (a phase that finished before the crash) go.
+    # Records after the checkpoint (phases that finished before a crash) and the run-level
+    # records (written again at the end) go, so nothing is duplicated.
     store = SQLiteSink(folder / "records.sqlite")
     store.discard_from(cfg.run_id, start)
+    store.replace([], run=cfg.run_id, phase="run", layers=[])
     store.close()
 
     generator = torch.Generator()
@@ -230,26 +272,26 @@ def train_run(
         model, folder, run=cfg.run_id, statistics=t.statistics, delta=t.delta,
         include=t.include, exclude=t.exclude or None, precision=t.precision,
         downsample=t.downsample, downsample_method=t.downsample_method,
-        every_n_batches=t.every_n_batches, max_batches=t.max_batches, start_epoch=start,
-        metadata={"config": cfg.to_dict()},
+        every_n_batches=t.every_n_batches, max_batches=t.max_batches,
+        max_samples=t.max_samples, start_epoch=start, metadata={"config": cfg.to_dict()},
     )  # fmt: skip
     index, total = position
     name = f"run {index}/{total} {cfg.model} w={format_width(cfg.width)}"
-    last: dict[str, float] = {}
+    last = _stored_metrics(folder, cfg.run_id, cfg.epochs - 1) if start >= cfg.epochs else {}
     with tracker:
         if start > 0:
-            tracker.set_initial_weights(torch.load(initial_path, map_location=device,
-                                                   weights_only=True))  # fmt: skip
+            initial = torch.load(checkpoints / "initial.pt", map_location="cpu", weights_only=True)
+            tracker.set_initial_weights(initial)
         for epoch in range(start, cfg.epochs):
             started = time.perf_counter()
             data.set_epoch(epoch)
             # The shuffle order depends on (seed, epoch) only, so a resumed run sees the
             # same batches as an uninterrupted one.
-            generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+            generator.manual_seed(_epoch_seed(cfg.seed, epoch))
             label = f"{name} epoch {epoch + 1}/{cfg.epochs}"
             lr = optimizer.param_groups[0]["lr"]
-            train = _run_epoch(model, train_loader, device, metrics, optimizer, label, progress)
-            test = _run_epoch(model, test_loader, device, metrics, None, label + " eval", progress)
+            train = run_epoch(model, train_loader, device, metrics, optimizer, label, progress)
+            test = run_epoch(model, test_loader, device, metrics, None, label + " eval", progress)
             scheduler.step()
             last = {f"train_{k}": v for k, v in train.items()}
             last |= {f"test_{k}": v for k, v in test.items()}
@@ -269,7 +311,7 @@ def train_run(
                                                      indent=2))  # fmt: skip
     if cfg.probes:
         _train_probes(folder, progress)
-    return RunResult(folder, "finished", cfg.epochs - start, last)
+    return RunResult(folder, "finished", max(cfg.epochs - start, 0), last)
 
 
 def _train_probes(folder: Path, progress: bool) -> None:

@@ -76,7 +76,7 @@ class LayerInfo:
         type: class name, e.g. ``"Conv2d"``.
         kind: ``"conv"``, ``"linear"``, ``"recurrent"`` or ``"attention"``.
         num_features: output features (channels / units / hidden size x directions).
-        num_parameters: trainable parameters of the module itself.
+        num_parameters: trainable parameters of the module and its submodules.
     """
 
     name: str
@@ -91,7 +91,12 @@ class LayerInfo:
 
 
 def layer_kind(module: nn.Module) -> str:
-    """``"conv"``, ``"linear"``, ``"recurrent"``, ``"attention"`` or ``"other"``."""
+    """``"conv"``, ``"linear"``, ``"recurrent"``, ``"attention"`` or ``"other"``.
+
+    Example:
+        >>> layer_kind(nn.ConvTranspose2d(2, 2, 3)), layer_kind(nn.GRU(2, 2)), layer_kind(nn.ReLU())
+        ('conv', 'recurrent', 'other')
+    """
     if isinstance(module, _CONV):
         return "conv"
     if isinstance(module, nn.Linear):
@@ -104,7 +109,14 @@ def layer_kind(module: nn.Module) -> str:
 
 
 def output_features(module: nn.Module) -> int | None:
-    """Width of a recordable module's output, known from its configuration; else ``None``."""
+    """Width of a module's output, known from its configuration; else ``None`` (e.g. pooling).
+
+    Example:
+        >>> output_features(nn.Conv2d(3, 16, 3)), output_features(nn.LSTM(4, 8, bidirectional=True))
+        (16, 16)
+        >>> output_features(nn.MaxPool2d(2)) is None
+        True
+    """
     if isinstance(module, _CONV):
         return module.out_channels
     if isinstance(module, nn.Linear):
@@ -114,6 +126,10 @@ def output_features(module: nn.Module) -> int | None:
         return hidden * (2 if module.bidirectional else 1)
     if isinstance(module, nn.MultiheadAttention):
         return module.embed_dim
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+        return module.num_features
+    if isinstance(module, nn.GroupNorm):
+        return module.num_channels
     return None
 
 

@@ -231,24 +231,29 @@ class Tracker:
             sinks = ["sqlite"] if self.run_dir is not None else []
         if isinstance(sinks, (str, Sink)):
             sinks = [sinks]
+        if self.run_dir is not None:
+            self._refuse_existing_records()
         for spec in sinks:
             self._sinks.append(make_sink(spec, self.run_dir))
-        if self.run_dir is not None and self.epoch == 0:
-            self._refuse_existing_records()
 
     def _refuse_existing_records(self) -> None:
+        """A run folder must not already hold records of this run from ``start_epoch`` on."""
         from layerscope.store.runs import find_stores, load
 
+        if not self.run_dir.is_dir():
+            return
         stores = [s for s in find_stores(self.run_dir) if s.parent == self.run_dir]
         if not stores:
             return
         frame = load(stores[0])
-        mine = frame[frame.run == self.run]
+        mine = frame[(frame.run == self.run) & (frame.epoch >= self.epoch)]
         if len(mine):
+            first, last = mine.epoch.min(), mine.epoch.max()
             raise ValueError(
                 f"run folder {self.run_dir} already holds {len(mine)} records of run "
-                f"{self.run!r} (epochs {mine.epoch.min()}-{mine.epoch.max()}). Use a new run_dir, "
-                f"delete the folder, or pass start_epoch={mine.epoch.max() + 1} to continue it."
+                f"{self.run!r} from epoch {first} to {last}. Use a new run_dir, delete the "
+                f"folder, pass start_epoch={last + 1} to continue after them, or remove them "
+                f"first (SQLiteSink(path).discard_from({self.run!r}, {self.epoch}))."
             )
 
     def _attach(self) -> None:
@@ -468,6 +473,27 @@ class Tracker:
                                None, name, number, now))  # fmt: skip
         self._emit(rows)
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Number the epoch about to start (optional: the tracker counts from ``start_epoch``).
+
+        Example:
+            >>> model = nn.Linear(2, 2)
+            >>> with Tracker(model, weights=False) as tracker:
+            ...     tracker.begin_epoch(1)                  # 1-based epochs, say
+            ...     _ = model(torch.randn(4, 2))
+            ...     tracker.end_epoch()
+            >>> tracker.dataframe().epoch.unique().tolist()
+            [1]
+        """
+        if not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        if self._current_phase is not None or self._finished_phases:
+            raise PhaseError(
+                f"begin_epoch({epoch}) after batches of epoch {self.epoch} were recorded; call "
+                f"it before the epoch's first batch, or end_epoch() first"
+            )
+        self.epoch = epoch
+
     def end_epoch(self, epoch: int | None = None, **scalars: float) -> None:
         """End the epoch: finish the running phase, record weight statistics and ``scalars``.
 
@@ -485,6 +511,13 @@ class Tracker:
         if epoch is not None:
             if not isinstance(epoch, int) or epoch < 0:
                 raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+            if epoch != self.epoch and self._finished_phases:
+                raise PhaseError(
+                    f"end_epoch(epoch={epoch}): phases {sorted(self._finished_phases)} of this "
+                    f"epoch were already written as epoch {self.epoch}. Number epochs before "
+                    f"their first batch with tracker.begin_epoch({epoch}), or let the tracker "
+                    f"count (start_epoch= sets the first number)."
+                )
             self.epoch = epoch
         if self._current_phase is None and not self._finished_phases and not scalars:
             raise PhaseError(
@@ -534,7 +567,11 @@ class Tracker:
         phase = phase or self._current_phase
         accumulator = self._accumulators.get((phase, layer))
         if accumulator is None:
-            raise KeyError(f"no covariance is accumulating for layer {layer!r} in phase {phase!r}")
+            running = sorted(f"{p}/{name}" for p, name in self._accumulators) or ["none"]
+            raise KeyError(
+                f"no covariance is accumulating for layer {layer!r} in phase {phase!r}; "
+                f"accumulating now (phase/layer): {', '.join(running)}"
+            )
         return accumulator.compute()
 
     def dataframe(self):
@@ -578,9 +615,13 @@ class Tracker:
         atomic_write_text(self.run_dir / "layers.json", json.dumps(payload, indent=2))
 
     def _write_figures(self) -> None:
+        """Rewrite figures and report.html: from the run folder's store when there is one, so a
+        continued run shows its earlier epochs too; else from the records in memory."""
         from layerscope.report.html import write_report
+        from layerscope.store.runs import find_stores
 
-        write_report(self.run_dir, self.dataframe(), self.layers)
+        stored = any(s.parent == self.run_dir for s in find_stores(self.run_dir))
+        write_report(self.run_dir, None if stored else self.dataframe(), self.layers)
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
