@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from layerscope.datasets import load_dataset
+from layerscope.lab.metrics import accuracy
+from layerscope.lab.trainer import run_epoch
 from layerscope.report.html import layer_table
 from layerscope.tracking.tracker import Tracker
 
@@ -50,28 +51,6 @@ def demo_model(in_channels: int = 1, num_classes: int = 10, width: int = 16) -> 
     )
 
 
-def _run_epoch(model, loader, optimizer, description: str, progress: bool) -> tuple[float, float]:
-    """One pass; trains when ``optimizer`` is given. Returns (mean loss, accuracy)."""
-    training = optimizer is not None
-    model.train(training)
-    loss_function = nn.CrossEntropyLoss(reduction="sum")
-    total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=description, leave=False, disable=not progress, file=sys.stderr)
-    with torch.set_grad_enabled(training):
-        for images, labels in bar:
-            logits = model(images)
-            loss = loss_function(logits, labels)
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                (loss / len(labels)).backward()
-                optimizer.step()
-            total_loss += loss.item()
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return total_loss / seen, correct / seen
-
-
 def run_demo(
     out: str | Path = "runs/demo",
     *,
@@ -94,6 +73,7 @@ def run_demo(
     test = DataLoader(data.test, batch_size=256)
     model = demo_model(data.in_channels, data.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    metrics = {"accuracy": accuracy}
     run_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     while run_dir.exists():  # two demos in the same second
         run_dir = run_dir.with_name(run_dir.name + "-1")
@@ -103,18 +83,15 @@ def run_demo(
         for epoch in range(epochs):
             started = time.perf_counter()
             label = f"demo epoch {epoch + 1}/{epochs}"
-            train_loss, train_accuracy = _run_epoch(model, train, optimizer, label, progress)
-            test_loss, test_accuracy = _run_epoch(model, test, None, label + " eval", progress)
-            tracker.end_epoch(
-                train_loss=train_loss,
-                train_accuracy=train_accuracy,
-                test_loss=test_loss,
-                test_accuracy=test_accuracy,
-                seconds=time.perf_counter() - started,
-            )
+            cpu = torch.device("cpu")
+            train_ = run_epoch(model, train, cpu, metrics, optimizer, label, progress)
+            test_ = run_epoch(model, test, cpu, metrics, None, label + " eval", progress)
+            values = {f"train_{k}": v for k, v in train_.items()}
+            values |= {f"test_{k}": v for k, v in test_.items()}
+            tracker.end_epoch(**values, seconds=time.perf_counter() - started)
             if progress:
-                print(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.3f}, "
-                      f"test accuracy {test_accuracy:.3f}", file=sys.stderr)  # fmt: skip
+                print(f"epoch {epoch + 1}/{epochs}: train loss {train_['loss']:.3f}, "
+                      f"test accuracy {test_['accuracy']:.3f}", file=sys.stderr)  # fmt: skip
     return run_dir
 
 

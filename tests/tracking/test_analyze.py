@@ -41,3 +41,10 @@ def test_empty_data_is_a_clear_error_and_leaves_no_hooks():
     with pytest.raises(RuntimeError):
         analyze(model, [torch.randn(3, 5)])  # wrong input width: torch's own error
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_every_module_keeps_its_own_training_flag():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).train()
+    model[1].eval()  # a frozen BatchNorm inside a model in training mode
+    analyze(model, [torch.randn(8, 3)])
+    assert model.training and model[0].training and not model[1].training

@@ -106,7 +106,10 @@ def _checkpoints(folder: Path) -> list[Path]:
 def _load(path: Path, map_location) -> Checkpoint:
     state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} file")
+        raise ValueError(
+            f"{path} is not a {CHECKPOINT_FORMAT} file; move it out of {path.parent} (only "
+            f"layerscope writes epoch-NNNN.pt files there)"
+        )
     return Checkpoint(path, int(state["epoch"]), state)
 
 

@@ -50,32 +50,37 @@ def _output_phases(df: pd.DataFrame) -> list[str]:
     return sorted(phases, key=lambda p: (p != "train", p))
 
 
+def _latest_per_layer(df: pd.DataFrame, statistic: str, phase: str) -> pd.Series:
+    """``statistic`` of every layer in ``phase`` at the latest epoch that has it."""
+    rows = df[(df.statistic == statistic) & (df.phase == phase) & df.layer.notna()]
+    if rows.empty:
+        return pd.Series(dtype=float)
+    return rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
+
+
 def layer_table(df: pd.DataFrame, layers: Sequence[dict] | None = None) -> pd.DataFrame:
     """Per-layer summary of the latest epoch: width, saturation and intrinsic dimension per
-    phase, latest relative weight change and distance from initialisation."""
+    phase, latest relative weight change and distance from initialisation.
+
+    Example:
+        >>> from layerscope.store.records import Record
+        >>> df = pd.DataFrame([Record("r", 0, "train", "fc", 0, "saturation", 0.5, 0.0).as_dict()])
+        >>> layer_table(df, [{"name": "fc", "type": "Linear", "num_features": 8}]).to_dict("index")
+        {'fc': {'type': 'Linear', 'features': 8, 'saturation (train)': 0.5}}
+    """
     order = layer_order(df)
     info = {layer["name"]: layer for layer in (layers or [])}
     order += [name for name in info if name not in order]
     table = pd.DataFrame(index=pd.Index(order, name="layer"))
     table["type"] = [info.get(n, {}).get("type", "") for n in order]
     table["features"] = [info.get(n, {}).get("num_features", "") for n in order]
-    for statistic in ("saturation", "intrinsic_dimension"):
-        for phase in _output_phases(df):
-            rows = df[(df.statistic == statistic) & (df.phase == phase) & df.layer.notna()]
-            if rows.empty:
-                continue
-            latest = rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
-            table[f"{statistic} ({phase})"] = latest.reindex(order)
-    for statistic in ("relative_weight_change", "distance_from_init"):
-        rows = df[(df.statistic == statistic) & (df.phase == "weights")]
-        if len(rows):
-            latest = rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
-            table[statistic] = latest.reindex(order)
-    for statistic in ("probe_test_acc", "probe_train_acc"):
-        rows = df[(df.statistic == statistic) & (df.phase == "probe") & df.layer.notna()]
-        if len(rows):
-            latest = rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
-            table[statistic.replace("_acc", " accuracy").replace("_", " ")] = latest.reindex(order)
+    columns = [(f"{s} ({p})", s, p) for s in ("saturation", "intrinsic_dimension")
+               for p in _output_phases(df)]  # fmt: skip
+    columns += [(s, s, "weights") for s in ("relative_weight_change", "distance_from_init")]
+    for column, statistic, phase in columns:
+        latest = _latest_per_layer(df, statistic, phase)
+        if len(latest):
+            table[column] = latest.reindex(order)
     return table
 
 

@@ -38,7 +38,7 @@ def analyze(
     """Per-layer statistics of ``model``'s outputs over ``data``, in evaluation mode.
 
     Args:
-        model: a trained (or untrained) network; its train/eval mode is restored afterwards.
+        model: a trained (or untrained) network; every module's train/eval flag is restored.
         data: an iterable of batches: tensors, ``(inputs, targets)`` pairs, or dicts with an
             ``"input"`` key (e.g. a ``DataLoader``).
         statistics: statistic names (default: the Tracker's defaults).
@@ -59,7 +59,7 @@ def analyze(
         128
     """
     device = torch.device(device) if device is not None else None
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}  # restored one by one
     model.eval()
     tracker = Tracker(model, statistics=statistics, weights=False, figures=False, **tracker_options)
     try:
@@ -69,7 +69,8 @@ def analyze(
         tracker.close()
     finally:
         tracker._abort()  # no-op after close(); removes hooks if a batch failed
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
     df = tracker.dataframe()
     rows = df[df.layer.notna() & (df.phase == "analysis")]
     if rows.empty:

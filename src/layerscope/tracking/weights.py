@@ -85,7 +85,11 @@ class WeightSnapshots:
             for i, p in enumerate(params):
                 key = f"{name}.{module_params[id(p)]}"
                 if key not in state_dict:
-                    raise KeyError(f"initial weights have no entry {key!r} for layer {name!r}")
+                    raise KeyError(
+                        f"the initial weights have no entry {key!r} for layer {name!r}; pass the "
+                        f"state_dict of this model at epoch 0 (the trainer keeps it in "
+                        f"checkpoints/initial.pt)"
+                    )
                 self._initial[name][i].copy_(state_dict[key])
 
     @property
