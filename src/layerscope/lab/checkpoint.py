@@ -39,7 +39,15 @@ KEEP = 2
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """Every RNG state a training step can touch, as tensors and plain values."""
+    """Every RNG state a training step can touch, as tensors and plain values.
+
+    Example:
+        >>> state = capture_rng_state()
+        >>> first = torch.rand(1)
+        >>> restore_rng_state(state)
+        >>> bool(torch.rand(1) == first)
+        True
+    """
     # numpy's legacy global generator: user code and data pipelines still draw from it.
     _, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     numpy_state = {
@@ -118,6 +126,16 @@ def latest_checkpoint(folder: str | Path, map_location=None) -> Checkpoint | Non
 
     A checkpoint that fails to load (truncated, corrupt, foreign) is reported with a warning
     and the previous one is tried.
+
+    Example:
+        >>> import tempfile, pathlib, warnings
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = save_checkpoint(folder, 0, {"model": {}})
+        >>> _ = (folder / "epoch-0001.pt").write_bytes(b"truncated")
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     latest_checkpoint(folder).epoch
+        0
     """
     for path in _checkpoints(Path(folder)):
         try:

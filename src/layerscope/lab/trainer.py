@@ -70,7 +70,13 @@ class RunResult:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch, numpy and random (data-loader workers are seeded from torch's seed)."""
+    """Seed torch, numpy and random (data-loader workers are seeded from torch's seed).
+
+    Example:
+        >>> seed_everything(3); a = torch.rand(1)
+        >>> seed_everything(3); bool(torch.rand(1) == a)
+        True
+    """
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - the global generator user code draws from
     random.seed(seed)
@@ -102,7 +108,14 @@ def _write_config(folder: Path, cfg: RunConfig) -> None:
 
 
 def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
-    """The configured model for data of ``num_classes`` and ``in_channels`` (width applied)."""
+    """The configured model for data of ``num_classes`` and ``in_channels`` (width applied).
+
+    Example:
+        >>> from layerscope.lab.config import RunConfig
+        >>> model = build_model(RunConfig(model="vgg11", width=0.25, run_id="x"), 10, 1)
+        >>> model.features[0].out_channels
+        16
+    """
     kwargs = dict(cfg.model_kwargs)
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_channels", in_channels)

@@ -135,6 +135,16 @@ def write_report(
         run_dir: the run folder.
         df: its records (default: read from the folder's store).
         layers: ``LayerInfo`` records or dicts (default: ``layers.json``).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> from layerscope import Tracker
+        >>> model, folder = nn.Sequential(nn.Linear(3, 3)), tempfile.mkdtemp()
+        >>> with Tracker(model, folder, figures=False) as tracker:
+        ...     _ = model(torch.randn(16, 3))
+        >>> write_report(folder).name
+        'report.html'
     """
     run_dir = Path(run_dir)
     df = load(run_dir) if df is None else df

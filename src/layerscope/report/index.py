@@ -45,9 +45,16 @@ def run_summary(root: str | os.PathLike) -> pd.DataFrame:
     """One row per run folder under ``root``: facts, last epoch, final test accuracy and s_mu
     per phase at the last epoch.
 
-    Example (shape only):
-        run_summary("logs").columns -> folder, model, dataset, resolution, width, epochs,
-        test_accuracy, s_mu (train), s_mu (eval)
+    Example:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> from layerscope import Tracker
+        >>> root, model = tempfile.mkdtemp(), nn.Sequential(nn.Linear(3, 3))
+        >>> with Tracker(model, f"{root}/run1", figures=False) as tracker:
+        ...     _ = model(torch.randn(16, 3))
+        ...     tracker.end_epoch(test_accuracy=0.5)
+        >>> run_summary(root)[["folder", "epochs", "test_accuracy"]].to_dict("records")
+        [{'folder': 'run1', 'epochs': 1, 'test_accuracy': 0.5}]
     """
     root = Path(root)
     rows = []
@@ -70,7 +77,14 @@ def run_summary(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def saturation_against_accuracy(summary: pd.DataFrame, phase: str = "eval") -> Figure:
-    """Scatter of s_mu (``phase``) against final test accuracy, one point per run."""
+    """Scatter of s_mu (``phase``) against final test accuracy, one point per run.
+
+    Example:
+        >>> summary = pd.DataFrame({"folder": ["a", "b"], "width": [1.0, 0.5],
+        ...     "test_accuracy": [0.9, 0.8], "s_mu (eval)": [0.3, 0.5]})
+        >>> len(saturation_against_accuracy(summary).axes[0].collections[0].get_offsets())
+        2
+    """
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
     column = f"s_mu ({phase})"
@@ -94,7 +108,18 @@ def saturation_against_accuracy(summary: pd.DataFrame, phase: str = "eval") -> F
 
 
 def write_index(root: str | os.PathLike, *, run_reports: bool = True) -> Path:
-    """Write ``root/index.html`` over every run under ``root`` (and each run's report)."""
+    """Write ``root/index.html`` over every run under ``root`` (and each run's report).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> from layerscope import Tracker
+        >>> root, model = tempfile.mkdtemp(), nn.Sequential(nn.Linear(3, 3))
+        >>> with Tracker(model, f"{root}/run1", figures=False) as tracker:
+        ...     _ = model(torch.randn(16, 3))
+        >>> write_index(root).name
+        'index.html'
+    """
     root = Path(root)
     summary = run_summary(root)
     if summary.empty:

@@ -59,18 +59,40 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically."""
+    """Replace ``path`` with ``data`` atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> atomic_write_bytes(path, b"\\x00\\x01"); path.read_bytes()
+        b'\\x00\\x01'
+    """
     with atomic_write(path, "wb") as handle:
         handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    """Replace ``path`` with ``text`` (UTF-8) atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> atomic_write_text(path, "one"); atomic_write_text(path, "two"); path.read_text()
+        'two'
+    """
     with atomic_write(path, "w") as handle:
         handle.write(text)
 
 
 def atomic_save(path: str | os.PathLike, save: Callable[[IO], None]) -> None:
-    """Call ``save(file_object)`` (e.g. ``torch.save`` or ``fig.savefig``) into an atomic write."""
+    """Call ``save(file_object)`` (e.g. ``torch.save`` or ``fig.savefig``) into an atomic write.
+
+    Example:
+        >>> import tempfile, pathlib, torch
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.pt"
+        >>> atomic_save(path, lambda f: torch.save(torch.ones(2), f))
+        >>> torch.load(path).tolist()
+        [1.0, 1.0]
+    """
     with atomic_write(path, "wb") as handle:
         save(handle)

@@ -33,6 +33,15 @@ def find_stores(path: str | os.PathLike) -> list[Path]:
 
     In a folder holding several stores, the SQLite store wins over JSON lines over CSV (they
     hold the same records).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for run in ("a", "b"):
+        ...     (root / run).mkdir()
+        ...     _ = (root / run / "records.csv").write_text("")
+        >>> [p.relative_to(root).as_posix() for p in find_stores(root)]
+        ['a/records.csv', 'b/records.csv']
     """
     path = Path(path)
     if path.is_file():
@@ -124,7 +133,13 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_layers(run_dir: str | os.PathLike) -> list[dict]:
-    """The recorded layers of a run (``layers.json``), in forward order; [] if not written."""
+    """The recorded layers of a run (``layers.json``), in forward order; [] if not written.
+
+    Example:
+        >>> import tempfile
+        >>> read_layers(tempfile.mkdtemp())
+        []
+    """
     path = Path(run_dir) / "layers.json"
     if not path.is_file():
         return []

@@ -294,7 +294,15 @@ SINK_FILES = {
 
 def make_sink(spec: str | Sink, run_dir: str | os.PathLike | None) -> Sink:
     """A sink from a name (``"sqlite"``, ``"csv"``, ``"jsonl"``, ``"tensorboard"``, ``"memory"``)
-    placed in ``run_dir``, or a ready sink object passed through."""
+    placed in ``run_dir``, or a ready sink object passed through.
+
+    Example:
+        >>> import tempfile
+        >>> sink = make_sink("csv", tempfile.mkdtemp())
+        >>> sink.path.name
+        'records.csv'
+        >>> sink.close()
+    """
     if not isinstance(spec, str):
         if not isinstance(spec, Sink):
             raise TypeError(
@@ -322,7 +330,16 @@ def make_sink(spec: str | Sink, run_dir: str | os.PathLike | None) -> Sink:
 
 
 def close_all(sinks: Iterable[Sink]) -> None:
-    """Close every sink even if one fails; re-raise the first failure."""
+    """Close every sink even if one fails; re-raise the first failure.
+
+    Example:
+        >>> sinks = [MemorySink(), MemorySink()]
+        >>> close_all(sinks)
+        >>> sinks[0].write([])
+        Traceback (most recent call last):
+        ...
+        ValueError: MemorySink is closed; create a new sink to write again
+    """
     first: BaseException | None = None
     for sink in sinks:
         try:

@@ -215,6 +215,11 @@ def features_tensor(module: nn.Module, output: object) -> tuple[torch.Tensor, in
     Like :func:`features_view` but without moving axes: a convolution's (N, C, *spatial) output
     comes back as is with feature axis 1, which :meth:`StreamingCovariance.update` copies
     faster than a channels-last view. ``None`` when there is nothing to record.
+
+    Example:
+        >>> tensor, axis = features_tensor(nn.Conv2d(3, 8, 1), torch.zeros(2, 8, 5, 5))
+        >>> tuple(tensor.shape), axis
+        ((2, 8, 5, 5), 1)
     """
     if isinstance(module, (*_RECURRENT, nn.MultiheadAttention)) and isinstance(output, tuple):
         output = output[0]
@@ -259,7 +264,13 @@ def features_view(module: nn.Module, output: object) -> torch.Tensor | None:
 def describe_layers(
     selected: Sequence[tuple[str, nn.Module]], widths: dict[str, int] | None = None
 ) -> list[LayerInfo]:
-    """:class:`LayerInfo` records for selected modules, indexed in the given order."""
+    """:class:`LayerInfo` records for selected modules, indexed in the given order.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+        >>> [(i.name, i.index, i.kind, i.num_features) for i in describe_layers(select_layers(model))]
+        [('0', 0, 'conv', 4), ('2', 1, 'linear', 2)]
+    """
     infos = []
     for index, (name, module) in enumerate(selected):
         width = (widths or {}).get(name) or output_features(module)
