@@ -187,3 +187,13 @@ def test_layer_filter_and_manifest_json(tmp_path):
     assert raw["format"] == "layerscope-latents-1" and raw["reduction"] == "avg4"
     with pytest.raises(LatentsError, match="matches none"):
         extract_latents(Backwards(), {"train": data()}, tmp_path, layers=["nope"], progress=False)
+
+
+def test_each_module_gets_its_own_training_flag_back(tmp_path):
+    model = Backwards().train()
+    model.norm.eval()  # a frozen BatchNorm inside a model that trains
+    running = model.norm.running_mean.clone()
+    extract_latents(model, {"train": data()}, tmp_path, progress=False)
+    flags = {name: module.training for name, module in model.named_modules()}
+    assert flags == {"": True, "head": True, "conv": True, "norm": False, "drop": True}
+    assert torch.equal(model.norm.running_mean, running)

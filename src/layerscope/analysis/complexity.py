@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from layerscope.analysis._tracing import TraceError, _evaluation, _shape_run, normalize_name
+from layerscope.analysis._tracing import TraceError, _shape_run, evaluation_mode, normalize_name
 from layerscope.analysis._tracing import example_input as _example_input
 
 __all__ = ["FlopCount", "ParameterCount", "count_flops", "count_parameters"]
@@ -219,7 +219,7 @@ def count_flops(
             model(x)
         return dict(counter.macs)
 
-    with _evaluation(model):
+    with evaluation_mode(model):
         try:
             macs = _shape_run(model, run, example_input)
         except Exception as error:

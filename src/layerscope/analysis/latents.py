@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from layerscope.analysis._tracing import batch_axis, evaluation_mode, model_device
 from layerscope.stats.samples import downsample
 from layerscope.store.atomic import atomic_write, atomic_write_text
 from layerscope.tracking.layers import (
@@ -142,12 +143,12 @@ def _channels_first(module: nn.Module, output: object) -> torch.Tensor | None:
     found = features_tensor(module, output)
     if found is None:
         return None
-    tensor, feature_dim = found
+    tensor, _ = found
     if isinstance(module, CHANNELS_FIRST_TYPES) or tensor.dim() == 2:
         return tensor
-    if getattr(module, "batch_first", True) is False and tensor.dim() == 3:
-        tensor = tensor.transpose(0, 1)  # (T, N, C) -> (N, T, C)
-    return tensor.movedim(feature_dim if feature_dim >= 0 else -1, 1)
+    # features last (features_tensor's rule for all but channels-first layers); (T, N, C) -> (N, T, C)
+    tensor = tensor.movedim(batch_axis(module, tensor), 0)
+    return tensor.movedim(-1, 1)
 
 
 def _grid(size: int, limit: int | None) -> list[int]:
@@ -496,18 +497,12 @@ def extract_latents(
         selected = [(n, m) for n, m in selected if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
         if not selected:
             raise LatentsError(f"layers={patterns!r} matches none of the selected layers")
-    if device is None:
-        parameter = next(model.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-    extraction = _Extraction(model, selected, Path(folder), run, reductions, torch.device(device))
+    device = model_device(model) if device is None else torch.device(device)
+    extraction = _Extraction(model, selected, Path(folder), run, reductions, device)
     extraction.folder.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         for split, dataset in datasets.items():
             extraction.run_split(split, dataset, batch_size, num_workers, progress)
-    finally:
-        model.train(was_training)
     return extraction.write_manifests(dict(source or {}))
 
 

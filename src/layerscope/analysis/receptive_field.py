@@ -44,7 +44,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from layerscope.analysis._tracing import Op, Trace, _evaluation, trace
+from layerscope.analysis._tracing import Op, Trace, evaluation_mode, trace
 from layerscope.analysis._tracing import example_input as _example_input
 from layerscope.tracking.layers import LayerInfo, describe_layers, select_layers
 
@@ -621,7 +621,7 @@ def truncate(
         name = at.name if isinstance(at, LayerInfo) else at
     copied = copy.deepcopy(model)
     try:
-        with _evaluation(copied):
+        with evaluation_mode(copied):
             graph_module = fx.symbolic_trace(copied)
     except Exception as error:
         raise ReceptiveFieldError(
@@ -641,7 +641,7 @@ def truncate(
                 "truncate needs input_size= (or example_input=) to size the head"
             )
         example_input = example_input_for(model, input_size, in_channels)
-    with _evaluation(graph_module):
+    with evaluation_mode(graph_module):
         ShapeProp(graph_module).propagate(example_input)
     shape = source.meta["tensor_meta"].shape
     if num_classes is None:

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from layerscope.analysis._tracing import batch_axis, evaluation_mode, model_device
 from layerscope.analysis.similarity import (
     DegenerateInputError,
     MinibatchCKA,
@@ -137,20 +138,13 @@ class SimilarityOverEpochs:
 
 
 # ------------------------------------------------------------------------- recording layers
-def _batch_axis(module: nn.Module) -> int:
-    """Recurrent layers and attention without batch_first put the batch second."""
-    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and not module.batch_first:
-        return 1
-    return 0
-
-
 def _as_matrix(module: nn.Module, view: torch.Tensor, spatial: str) -> torch.Tensor:
     """A channels-last layer output (from features_view) as (samples, features)."""
     if view.dim() == 2:
         return view
     if spatial == "positions":
         return view.reshape(-1, view.shape[-1])
-    view = view.movedim(_batch_axis(module), 0)
+    view = view.movedim(batch_axis(module, view), 0)
     if spatial == "pool":
         return view.mean(dim=tuple(range(1, view.dim() - 1)))
     return view.reshape(view.shape[0], -1)
@@ -187,7 +181,7 @@ class _Recorder:
     def run(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         """Forward ``inputs`` and return the selected layers' matrices, in ``names`` order."""
         self.outputs.clear()
-        self.model(inputs.to(_device_of(self.model)))
+        self.model(inputs.to(model_device(self.model)))
         missing = [name for name in self.names if name not in self.outputs]
         if missing:
             raise SimilarityInputError(
@@ -205,12 +199,6 @@ class _Recorder:
         self.close()
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _inputs_of(batch) -> torch.Tensor:
     if isinstance(batch, torch.Tensor):
         return batch
@@ -220,27 +208,6 @@ def _inputs_of(batch) -> torch.Tensor:
         f"the data loader must yield input tensors or (inputs, targets, ...) tuples, got "
         f"{type(batch).__name__}; wrap it, e.g. (x for x, *_ in my_loader)"
     )
-
-
-class _EvalMode:
-    """Eval mode and no gradients for a few models; their training flags come back afterwards."""
-
-    def __init__(self, *models: nn.Module) -> None:
-        self.models = models
-
-    def __enter__(self) -> None:
-        # Every module's own flag: a model in training with a frozen (eval) BatchNorm inside
-        # must come back exactly so, which model.train(True) would not do.
-        self.flags = {m: m.training for model in self.models for m in model.modules()}
-        self.no_grad = torch.no_grad()
-        self.no_grad.__enter__()
-        for model in self.models:
-            model.eval()
-
-    def __exit__(self, *exc_info) -> None:
-        for module, flag in self.flags.items():
-            module.training = flag
-        self.no_grad.__exit__(*exc_info)
 
 
 # ---------------------------------------------------------------------------- the measures
@@ -380,7 +347,7 @@ def layer_similarity(
         rec_b = (
             rec_a if same else stack.enter_context(_Recorder(model_b, include, exclude, spatial))
         )
-        stack.enter_context(_EvalMode(model_a, model_b))
+        stack.enter_context(evaluation_mode(model_a, model_b))
         acc = _accumulator(measure, len(rec_a.names), len(rec_b.names), unbiased, max_samples)
         for inputs in _batches(loader, max_batches):
             xs = rec_a.run(inputs)
@@ -467,7 +434,7 @@ def similarity_over_epochs(
         with (
             _Recorder(reference, include, exclude, spatial) as rec_ref,
             _Recorder(current, rec_ref.names, None, spatial) as rec_cur,
-            _EvalMode(reference, current),
+            evaluation_mode(reference, current),
         ):
             names = rec_ref.names
             if rec_cur.names != names:
