@@ -47,6 +47,7 @@ from layerscope.analysis.latents import (
     Reduction,
     extract_latents,
     manifest_path,
+    match_layers,
 )
 from layerscope.analysis.probe_solvers import (
     DEFAULT_SOLVER,
@@ -608,7 +609,7 @@ def probe_run(
     all_results = {}
     for name in reductions:
         manifest = manifests[name]
-        chosen = None if layers is None else _matching(manifest, layers)
+        chosen = None if layers is None else match_layers([x.name for x in manifest.layers], layers)
         if force:
             _forget(cache, manifest, chosen, settings)
         results = train_probes(
@@ -657,21 +658,6 @@ def _reusable(folder: Path, run: str, reductions, source: dict) -> dict[str, Lat
             continue  # damaged: extract again
         found[name] = manifest
     return found
-
-
-def _matching(manifest: LatentManifest, patterns: Sequence[str]) -> list[str]:
-    import fnmatch
-
-    names = [
-        layer.name
-        for layer in manifest.layers
-        if any(fnmatch.fnmatchcase(layer.name, p) for p in patterns)
-    ]
-    if not names:
-        raise LatentsError(
-            f"layers={list(patterns)!r} matches none of {[layer.name for layer in manifest.layers]}"
-        )
-    return names
 
 
 def _forget(cache: Path, manifest, layers, settings) -> None:
