@@ -268,3 +268,20 @@ def test_results_and_settings_are_checked_early():
     assert {r.phase for r in records} == {"probe-gap"}
     assert [r.statistic for r in records] == ["probe_train_acc", "probe_test_acc",
                                               "model_test_acc"]  # fmt: skip
+
+
+def test_unconverged_warning_names_each_stop_reason(trained, tmp_path, monkeypatch):
+    folder = copy_run(trained, tmp_path)
+    reasons = {"conv": "line search", "conv2": "max_iter", "head": "gradient"}
+
+    def fake_fit(task):
+        return {"train_acc": 0.5, "test_acc": 0.5, "n_iter": 3, "seconds": 0.0,
+                "converged": reasons[task.layer] == "gradient",
+                "stop_reason": reasons[task.layer]}  # fmt: skip
+
+    monkeypatch.setattr(probes_module, "_fit_task", fake_fit)
+    with pytest.warns(RuntimeWarning, match="before converging") as caught:
+        probe_run(folder, progress=False, report=False)
+    message = str(caught[0].message)
+    assert "at line search: conv;" in message and "at max_iter: conv2)" in message
+    assert "head" not in message

@@ -63,6 +63,7 @@ __all__ = [
     "ProbeResult",
     "ProbeResults",
     "ProbeSettings",
+    "limit_threads",
     "probe_phase",
     "probe_run",
     "train_probes",
@@ -107,9 +108,23 @@ class ProbeSettings:
         )
 
     def check(self) -> ProbeSettings:
-        """Validate now (before any extraction or process starts); returns self."""
+        """Validate now (before any extraction or process starts); returns self.
+
+        Example:
+            >>> try:
+            ...     ProbeSettings(dtype="float16").check()
+            ... except ValueError as error:
+            ...     print(error)
+            dtype must be 'float32' or 'float64', got 'float16'
+        """
         PROBE_SOLVERS.get(self.solver)
         self.probe()._check(np.zeros((2, 1)), np.zeros(2))
+        if self.random_state is not None and (
+            isinstance(self.random_state, bool) or not isinstance(self.random_state, int)
+        ):  # it is part of the cache key, written as JSON
+            raise ProbeSettingsError(
+                f"random_state must be an int or None, got {self.random_state!r}"
+            )
         return self
 
 
@@ -279,11 +294,23 @@ def _fit_task(task: _Task) -> dict[str, Any]:
     }
 
 
-def _init_worker(threads: int) -> None:
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` CPU threads in this process: torch's, and the BLAS / OpenMP
+    pools of numpy and scikit-learn (each probe worker process gets its share).
+
+    Example:
+        >>> try:
+        ...     limit_threads(0)
+        ... except ValueError as error:
+        ...     print(error)
+        threads must be an int >= 1, got 0
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ProbeSettingsError(f"threads must be an int >= 1, got {threads!r}")
     import torch
 
     torch.set_num_threads(threads)
-    try:  # sklearn's solvers use BLAS / OpenMP pools; keep them to this worker's share
+    try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
@@ -360,7 +387,7 @@ def _run_tasks(tasks, n_jobs, cache_dir, progress, description) -> list[dict]:
             pool = ProcessPoolExecutor(
                 workers,
                 mp_context=get_context("spawn"),
-                initializer=_init_worker,
+                initializer=limit_threads,
                 initargs=(threads,),
             )
             try:
@@ -434,12 +461,19 @@ def train_probes(
         )
         for task, o in zip(tasks, outcomes, strict=True)
     )
-    unconverged = [r.layer for r in results if not r.converged and r.position is None]
+    unconverged: dict[str, list[str]] = {}
+    for r in results:
+        if not r.converged and r.position is None:
+            unconverged.setdefault(r.stop_reason or "unknown reason", []).append(r.layer)
     if unconverged:
+        stops = "; ".join(
+            f"at {reason}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+            for reason, names in unconverged.items()
+        )
         warnings.warn(
-            f"the {settings.solver} solver stopped at max_iter before converging for layers "
-            f"{', '.join(unconverged[:8])}{' ...' if len(unconverged) > 8 else ''}; their "
-            f"accuracies may still move (raise max_iter to converge)",
+            f"the {settings.solver} solver stopped before converging for some layers ({stops}); "
+            f"their accuracies may still move (raise max_iter; after 'line search', use "
+            f"dtype='float64' or a smaller C)",
             RuntimeWarning,
             stacklevel=2,
         )
