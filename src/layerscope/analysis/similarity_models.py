@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -142,9 +143,11 @@ def _as_matrix(module: nn.Module, view: torch.Tensor, spatial: str) -> torch.Ten
     """A channels-last layer output (from features_view) as (samples, features)."""
     if view.dim() == 2:
         return view
+    # Batch first for every mode: with positions as samples, both models must list the rows
+    # of a batch in the same order (sample-major), whatever their layers' layouts.
+    view = view.movedim(batch_axis(module, view), 0)
     if spatial == "positions":
         return view.reshape(-1, view.shape[-1])
-    view = view.movedim(batch_axis(module, view), 0)
     if spatial == "pool":
         return view.mean(dim=tuple(range(1, view.dim() - 1)))
     return view.reshape(view.shape[0], -1)
@@ -276,10 +279,30 @@ def _accumulator(measure, num_x, num_y, unbiased, max_samples):
     return _Gathered(num_x, num_y, max_samples)
 
 
+def _check_options(measure: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The measure's options, checked by name before any batch runs."""
+    options = dict(options or {})
+    if measure == "cka":
+        if options:
+            raise SimilarityInputError(
+                f"measure 'cka' takes no options, got {options}; choose the estimator with "
+                f"unbiased=True / False"
+            )
+        return options
+    signature = inspect.signature(MEASURES[measure])
+    try:
+        signature.bind(None, None, **options)
+    except TypeError:
+        known = [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        raise SimilarityInputError(
+            f"options {sorted(options)} are not all options of measure {measure!r}; it takes "
+            f"{', '.join(known)}"
+        ) from None
+    return options
+
+
 def _finish(accumulator, measure, rows, cols, options) -> tuple[np.ndarray, int]:
     if isinstance(accumulator, MinibatchCKA):
-        if options:
-            raise SimilarityInputError(f"measure 'cka' takes no options, got {dict(options)}")
         return accumulator.compute().numpy(), int(accumulator.samples)
     if accumulator.count == 0:
         raise SimilarityInputError("the data loader yielded no batch")
@@ -340,6 +363,7 @@ def layer_similarity(
         [1.0, 1.0]
     """
     spatial = _check_measure(measure, spatial)
+    options = _check_options(measure, options)
     same = model_b is None or model_b is model_a
     model_b = model_a if model_b is None else model_b
     with contextlib.ExitStack() as stack:
@@ -355,7 +379,7 @@ def layer_similarity(
             acc.update(xs, ys)
             if isinstance(acc, _Gathered) and acc.full:
                 break
-        values, count = _finish(acc, measure, rec_a.names, rec_b.names, options or {})
+        values, count = _finish(acc, measure, rec_a.names, rec_b.names, options)
     return SimilarityMatrix(values, rec_a.names, rec_b.names, measure, count, spatial)
 
 
@@ -416,6 +440,7 @@ def similarity_over_epochs(
         ((0, 1), ('0', '2'), [1.0, 1.0])
     """
     spatial = _check_measure(measure, spatial)
+    options = _check_options(measure, options)
     checkpoints = list(checkpoints)
     if not checkpoints:
         raise SimilarityInputError("checkpoints is empty; pass at least one model or state dict")
@@ -453,7 +478,7 @@ def similarity_over_epochs(
                     break
             row = []
             for acc, name in zip(accs, names, strict=True):
-                value, num_samples = _finish(acc, measure, (name,), (name,), options or {})
+                value, num_samples = _finish(acc, measure, (name,), (name,), options)
                 row.append(value[0, 0])
             rows.append(row)
     values = np.asarray(rows, dtype=np.float64)
