@@ -627,7 +627,7 @@ def truncate(
                 f"no border layer at input size {at.input_size_}: every layer still sees less "
                 f"than the input, nothing to truncate"
             )
-        input_size = input_size or at.trace_size or at.input_size_
+        input_size = input_size or at.trace_size_
         in_channels = in_channels or at.in_channels
         name = at.border_min_.name
     else:
