@@ -666,6 +666,14 @@ def trace(
     ``tracer``: ``"fx"``, ``"hooks"`` or ``"auto"`` (fx, falling back to hooks when symbolic
     tracing fails). ``recorded`` are modules whose calls must appear by name even when they are
     containers (the hook tracer records them as a whole).
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten())
+        >>> traced = trace(model, torch.zeros(1, 1, 8, 8))
+        >>> traced.tracer, [(op.name, op.kind) for op in traced.ops]
+        ('fx', [('input', 'input'), ('0', 'window'), ('1', 'window'), ('2', 'global')])
+        >>> traced.ops[1].kernel, traced.ops[2].stride
+        ((3, 3), (Fraction(2, 1), Fraction(2, 1)))
     """
     if tracer not in ("auto", "fx", "hooks"):
         raise ValueError(f"tracer must be 'auto', 'fx' or 'hooks', got {tracer!r}")
