@@ -22,10 +22,10 @@ from layerscope.analysis.probes import (
     ProbeResult,
     ProbeResults,
     ProbeSettings,
-    _train_without_augmentation,
     probe_run,
     train_probes,
 )
+from layerscope.analysis.runs import train_split_without_augmentation
 from layerscope.cli import main
 from layerscope.datasets import load_dataset
 from layerscope.lab import load_config
@@ -201,7 +201,7 @@ def test_position_probes_heatmap(trained, tmp_path):
 def test_training_split_is_extracted_without_augmentation():
     data = load_dataset("digits", resolution=8, crop_padding=2)
     assert data.train.pipeline.is_random
-    plain = _train_without_augmentation(data)
+    plain = train_split_without_augmentation(data)
     assert not plain.pipeline.is_random and len(plain) == len(data.train)
     data.set_epoch(0)
     first = data.train[3][0]

@@ -55,6 +55,12 @@ from layerscope.analysis.probe_solvers import (
     LogisticProbe,
     ProbeSettingsError,
 )
+from layerscope.analysis.runs import (
+    load_run_model,
+    read_run_config,
+    run_checkpoint,
+    train_split_without_augmentation,
+)
 from layerscope.store.atomic import atomic_write_text
 from layerscope.store.records import Record
 
@@ -519,22 +525,6 @@ def _sha256_text(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _train_without_augmentation(data):
-    """The training split with the test split's pipeline: no crop, no flip (canvas kept)."""
-    from layerscope.datasets.base import ImageDataset
-
-    train = data.train
-    if isinstance(train, ImageDataset) and isinstance(data.test, ImageDataset):
-        return ImageDataset(train.source, data.test.pipeline, seed=train.seed, split="train")
-    warnings.warn(
-        f"dataset {data.name!r} is not built from layerscope's ImageDataset; its training split "
-        f"is extracted as it comes (with any augmentation it applies)",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return train
-
-
 def probe_run(
     run_dir: str | os.PathLike,
     *,
@@ -577,29 +567,16 @@ def probe_run(
         results = probe_run("logs/vgg11/digits/32/r0", reductions=["avg4", "gap"], n_jobs=2)
         results["avg4"].table()[["layer", "train_acc", "test_acc"]]
     """
-    from layerscope.lab.checkpoint import latest_checkpoint
-    from layerscope.lab.config import RunConfig, resolve_device
-    from layerscope.lab.trainer import CONFIG_FILE, build_model
+    from layerscope.lab.config import resolve_device
+    from layerscope.lab.trainer import CONFIG_FILE
 
     run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"{run_dir} is not a run folder: it has no {CONFIG_FILE} (run folders are written by "
-            f"`layerscope run CONFIG`)"
-        )
+    cfg = read_run_config(run_dir)
     settings = (settings or ProbeSettings()).check()
     reductions = [Reduction.parse(r).name for r in reductions]
-    cfg = RunConfig.from_dict(
-        json.loads(config_path.read_text(encoding="utf-8")), source=str(config_path)
-    )
-    checkpoint = latest_checkpoint(run_dir / "checkpoints", map_location="cpu")
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"{run_dir} has no usable checkpoint in checkpoints/; train the run first "
-            f"(`layerscope run` or `layerscope resume {run_dir}`)"
-        )
+    checkpoint = run_checkpoint(run_dir)
     device = resolve_device(device or cfg.device)
+    config_path = run_dir / CONFIG_FILE
     source = {
         "checkpoint": checkpoint.path.name,
         "checkpoint_bytes": checkpoint.path.stat().st_size,
@@ -611,15 +588,8 @@ def probe_run(
     manifests = {} if force else _reusable(folder, cfg.run_id, reductions, source)
     missing = [name for name in reductions if name not in manifests]
     if missing:
-        from layerscope.datasets import load_dataset
-
-        data = load_dataset(
-            cfg.dataset, resolution=cfg.resolution, seed=cfg.seed, **cfg.dataset_kwargs
-        )
-        model = build_model(cfg, data.num_classes, data.in_channels)
-        model.load_state_dict(checkpoint.state["model"])
-        model.to(device)
-        splits = {"train": _train_without_augmentation(data), "test": data.test}
+        model, data, _ = load_run_model(run_dir, device=device, checkpoint=checkpoint)
+        splits = {"train": train_split_without_augmentation(data), "test": data.test}
         t = cfg.tracker
         manifests |= extract_latents(
             model,
