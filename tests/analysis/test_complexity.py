@@ -134,3 +134,48 @@ def test_input_errors():
         count_flops(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(5, 2)), 8)
     with pytest.raises(ValueError, match="lazy"):
         count_parameters(nn.LazyLinear(3))
+
+
+class Einsums(nn.Module):
+    """Tensor contractions written with torch.einsum (as attention code often is)."""
+
+    def __init__(self, equation, *shapes, as_list=False):
+        super().__init__()
+        self.equation, self.as_list = equation, as_list
+        self.weights = nn.ParameterList(nn.Parameter(torch.randn(*s)) for s in shapes)
+
+    def forward(self, x):
+        operands = [x, *self.weights]
+        if self.as_list:
+            return torch.einsum(self.equation, operands)
+        return torch.einsum(self.equation, *operands)
+
+
+@pytest.mark.parametrize(
+    ("equation", "shapes", "macs"),
+    [
+        ("bij,jk->bik", [(1, 4, 6), (6, 5)], 4 * 6 * 5),  # as x @ w: 4 x 5 outputs, 6 each
+        ("bij,jk", [(1, 4, 6), (6, 5)], 4 * 6 * 5),  # implicit output
+        ("...ij,jk->...ik", [(1, 3, 4, 6), (6, 5)], 3 * 4 * 6 * 5),
+        ("bi,bj->bij", [(1, 4), (1, 7)], 4 * 7),  # outer product: one multiply each
+        ("bij,jk,kl->bil", [(1, 4, 6), (6, 5), (5, 2)], 4 * 6 * 5 + 4 * 5 * 2),  # left to right
+        ("bii->b", [(1, 3, 3)], 0),  # a trace: element-wise, not counted
+    ],
+)
+def test_einsum_is_counted_from_its_operand_shapes(equation, shapes, macs):
+    model = Einsums(equation, *shapes[1:])
+    count = count_flops(model, example_input=torch.zeros(shapes[0]))
+    assert count.macs == macs
+    listed = Einsums(equation, *shapes[1:], as_list=True)
+    assert count_flops(listed, example_input=torch.zeros(shapes[0])).macs == macs
+
+
+def test_einsum_costs_what_the_same_matrix_product_costs():
+    weight = torch.randn(6, 5)
+    product = count_flops(Einsums("bij,jk->bik", (6, 5)), example_input=torch.zeros(1, 4, 6))
+
+    class Matmul(nn.Module):
+        def forward(self, x):
+            return x @ weight
+
+    assert product.macs == count_flops(Matmul(), example_input=torch.zeros(1, 4, 6)).macs

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from layerscope.analysis.complexity import count_flops, count_parameters
 from layerscope.analysis.patterns import advise, find_tail, width_advice
 from layerscope.analysis.receptive_field import receptive_field, truncate
+from layerscope.cli import main
+from layerscope.lab.registry import MODELS
 from layerscope.models import create_model
 
 
@@ -49,6 +53,30 @@ def test_short_dips_and_flat_profiles_are_not_tails():
     assert find_tail({"a": 0.0, "b": 0.0, "c": 0.0}) is None  # no rest to compare with
 
 
+def documented_tail(values, min_length=3, drop=0.5):
+    """find_tail's documented choice, by brute force over qualifying_runs: the run with the
+    lowest mean_tail / mean_rest (ties: the longer, then the earlier), then grown one layer at
+    a time (left before right) while the grown run still qualifies and the added layer is
+    itself ``drop`` below the mean of the rest."""
+    values = np.asarray(values, dtype=np.float64)
+    runs = qualifying_runs(values, min_length, drop)
+    if not runs:
+        return None
+
+    def ratio(a, b):
+        return values[a:b].mean() / np.delete(values, range(a, b)).mean()
+
+    start, stop = min(runs, key=lambda run: (ratio(*run), run[0] - run[1], run[0]))
+    grew = True
+    while grew:
+        grew = False
+        for a, b, added in ((start - 1, stop, start - 1), (start, stop + 1, stop)):
+            if 0 <= added < len(values) and (a, b) in qualifying_runs(values, min_length, drop):
+                if values[added] <= (1 - drop) * np.delete(values, range(a, b)).mean():
+                    start, stop, grew = a, b, True
+    return start, stop
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_detector_agrees_with_the_definition(seed):
     rng = np.random.default_rng(seed)
@@ -56,14 +84,16 @@ def test_detector_agrees_with_the_definition(seed):
     if seed % 2:
         start = rng.integers(0, len(values) - 3)
         values[start : start + 3 + rng.integers(0, 3)] *= rng.uniform(0.05, 0.6)
-    runs = qualifying_runs(values)
+    expected = documented_tail(values)
     tail = find_tail(list(values))
-    if not runs:
+    if expected is None:
         assert tail is None
-    else:
-        assert (tail.start, tail.stop) in runs
-        best = min(values[a:b].mean() / np.delete(values, range(a, b)).mean() for a, b in runs)
-        assert tail.mean_tail / tail.mean_rest <= best + 0.5 * (1 - best)  # close to the strongest
+        return
+    assert (tail.start, tail.stop) == expected
+    rest = np.delete(values, range(*expected))
+    assert tail.mean_tail == pytest.approx(values[slice(*expected)].mean(), rel=1e-12)
+    assert tail.mean_rest == pytest.approx(rest.mean(), rel=1e-12)
+    assert tail.drop == pytest.approx(1 - values[slice(*expected)].mean() / rest.mean(), rel=1e-12)
 
 
 def test_bad_saturation_values():
@@ -109,3 +139,54 @@ def test_advice_without_border():
     assert advice.border_min is None and advice.parameters_truncated is None
     assert advice.strides_to_remove == ()
     assert "no border layer" in str(advice)
+
+
+class Untraceable(nn.Module):
+    """Five 3x3 convolutions (r = 3 .. 11) behind a branch on the data: torch.fx cannot trace
+    it, the hook tracer can."""
+
+    def __init__(self, num_classes=10, in_channels=3, width=1.0):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels if i == 0 else 4, 4, 3, padding=1) for i in range(5)
+        )
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow
+            x = x * 2
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        return self.head(x.mean((2, 3)))
+
+
+if "untraceable_test_net" not in MODELS:
+    MODELS.add("untraceable_test_net", Untraceable)
+
+
+def test_advice_for_a_model_fx_cannot_trace():
+    model = Untraceable()
+    advice = advise(model, 8)
+    assert advice.border_min == "convs.4"  # its input sees 9 > 8 pixels
+    assert advice.parameters_truncated is None and advice.macs_truncated is None
+    assert advice.parameters == count_parameters(model).total
+    assert len(advice.notes) == 1 and "torch.fx" in advice.notes[0]
+    text = str(advice)
+    assert "Truncating" not in text and "Note: no truncation figures" in text
+
+
+def test_rf_command_gives_advice_for_a_model_fx_cannot_trace(capsys):
+    assert main(["rf", "untraceable_test_net", "--input", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "b_min: layer 5 (convs.4)" in out and "Note: no truncation figures" in out
+
+
+def test_macs_are_stated_at_the_size_they_are_counted_at():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3),
+                          nn.Conv2d(4, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3))  # fmt: skip
+    advice = advise(model, 6, trace_size=32)
+    assert advice.input_size == (6, 6) and advice.macs_size == (32, 32)
+    # by hand: 30x30x4 outputs of 9 MACs, 13x13x4 and 11x11x4 of 36, and the 4 x 3 linear
+    assert advice.macs == 30 * 30 * 4 * 9 + 13 * 13 * 4 * 36 + 11 * 11 * 4 * 36 + 4 * 3
+    assert "At 6x6 px" in str(advice) and "MMACs per 32x32 px image" in str(advice)

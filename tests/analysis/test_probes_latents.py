@@ -187,3 +187,61 @@ def test_layer_filter_and_manifest_json(tmp_path):
     assert raw["format"] == "layerscope-latents-1" and raw["reduction"] == "avg4"
     with pytest.raises(LatentsError, match="matches none"):
         extract_latents(Backwards(), {"train": data()}, tmp_path, layers=["nope"], progress=False)
+
+
+def test_each_module_gets_its_own_training_flag_back(tmp_path):
+    model = Backwards().train()
+    model.norm.eval()  # a frozen BatchNorm inside a model that trains
+    running = model.norm.running_mean.clone()
+    extract_latents(model, {"train": data()}, tmp_path, progress=False)
+    flags = {name: module.training for name, module in model.named_modules()}
+    assert flags == {"": True, "head": True, "conv": True, "norm": False, "drop": True}
+    assert torch.equal(model.norm.running_mean, running)
+
+
+def hooks_left(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("options", [{"batch_size": 0}, {"num_workers": -1}])
+def test_bad_loader_options_raise_before_any_hook_or_file(tmp_path, options):
+    model = Backwards()
+    with pytest.raises(LatentsError, match=next(iter(options))):
+        extract_latents(model, {"train": data()}, tmp_path, progress=False, **options)
+    assert hooks_left(model) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_loader_leaves_no_hook(tmp_path, monkeypatch):
+    import layerscope.analysis.latents as latents
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no loader")
+
+    monkeypatch.setattr(latents, "DataLoader", broken)
+    model = Backwards()
+    with pytest.raises(RuntimeError, match="no loader"):
+        extract_latents(model, {"train": data()}, tmp_path, progress=False)
+    assert hooks_left(model) == 0
+
+
+def test_a_failing_second_split_leaves_no_file_and_no_hook(tmp_path):
+    model = Backwards()
+    with pytest.raises(RuntimeError, match="disk gone"):
+        extract_latents(model, {"train": data(), "test": Failing(9, 5)}, tmp_path,
+                        batch_size=4, progress=False)  # fmt: skip
+    assert hooks_left(model) == 0
+    assert list(tmp_path.iterdir()) == []  # the finished train split's files are gone too
+
+
+def test_a_failed_rerun_keeps_the_previous_extraction_whole(tmp_path):
+    model = Backwards()
+    first = extract_latents(model, {"train": data(), "test": data(9, 1)}, tmp_path,
+                            progress=False)["avg4"]  # fmt: skip
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    torch.nn.init.ones_(model.conv.weight)  # the rerun would write other values
+    with pytest.raises(RuntimeError, match="disk gone"):
+        extract_latents(model, {"train": data(), "test": Failing(9, 5)}, tmp_path,
+                        batch_size=4, progress=False)  # fmt: skip
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    LatentManifest.read(first.path).check_files()

@@ -22,10 +22,10 @@ from layerscope.analysis.probes import (
     ProbeResult,
     ProbeResults,
     ProbeSettings,
-    _train_without_augmentation,
     probe_run,
     train_probes,
 )
+from layerscope.analysis.runs import train_split_without_augmentation
 from layerscope.cli import main
 from layerscope.datasets import load_dataset
 from layerscope.lab import load_config
@@ -201,7 +201,7 @@ def test_position_probes_heatmap(trained, tmp_path):
 def test_training_split_is_extracted_without_augmentation():
     data = load_dataset("digits", resolution=8, crop_padding=2)
     assert data.train.pipeline.is_random
-    plain = _train_without_augmentation(data)
+    plain = train_split_without_augmentation(data)
     assert not plain.pipeline.is_random and len(plain) == len(data.train)
     data.set_epoch(0)
     first = data.train[3][0]
@@ -268,3 +268,20 @@ def test_results_and_settings_are_checked_early():
     assert {r.phase for r in records} == {"probe-gap"}
     assert [r.statistic for r in records] == ["probe_train_acc", "probe_test_acc",
                                               "model_test_acc"]  # fmt: skip
+
+
+def test_unconverged_warning_names_each_stop_reason(trained, tmp_path, monkeypatch):
+    folder = copy_run(trained, tmp_path)
+    reasons = {"conv": "line search", "conv2": "max_iter", "head": "gradient"}
+
+    def fake_fit(task):
+        return {"train_acc": 0.5, "test_acc": 0.5, "n_iter": 3, "seconds": 0.0,
+                "converged": reasons[task.layer] == "gradient",
+                "stop_reason": reasons[task.layer]}  # fmt: skip
+
+    monkeypatch.setattr(probes_module, "_fit_task", fake_fit)
+    with pytest.warns(RuntimeWarning, match="before converging") as caught:
+        probe_run(folder, progress=False, report=False)
+    message = str(caught[0].message)
+    assert "at line search: conv;" in message and "at max_iter: conv2)" in message
+    assert "head" not in message

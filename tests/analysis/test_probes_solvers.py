@@ -161,3 +161,29 @@ def test_unfitted_probe_and_width_mismatch():
     probe = LogisticProbe().fit(np.eye(4), [0, 1, 0, 1])
     with pytest.raises(ProbeSettingsError, match=r"\(samples, 4\)"):
         probe.predict(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"dtype": "float16"}, "dtype"), ({"standardize": "no"}, "standardize"),
+     ({"dtype": "float64", "standardize": 1}, "standardize")],
+)  # fmt: skip
+def test_settings_check_dtype_and_standardize_before_any_work(kwargs, match):
+    from layerscope.analysis.probes import ProbeSettings
+
+    with pytest.raises(ProbeSettingsError, match=match):
+        ProbeSettings(**kwargs).check()
+    with pytest.raises(ProbeSettingsError, match="random_state"):
+        ProbeSettings(random_state=0.5).check()
+
+
+def test_objective_refuses_labels_the_probe_never_saw():
+    X = np.eye(3).repeat(4, axis=0)
+    probe = LogisticProbe(dtype="float64").fit(X, np.array([0, 2, 5]).repeat(4))
+    labels = np.array([0, 2, 5]).repeat(4)
+    assert probe_objective(probe, X, labels) == pytest.approx(
+        numpy_objective(probe.coef_, probe.intercept_, X / probe.scale_ - probe.mean_ / probe.scale_,
+                        np.arange(3).repeat(4), 1.0)
+    )  # fmt: skip
+    with pytest.raises(ProbeSettingsError, match=r"not fitted on: \[3\]"):
+        probe_objective(probe, X, np.array([0, 2, 3]).repeat(4))  # 3 would count as class 5

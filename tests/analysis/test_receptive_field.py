@@ -574,3 +574,16 @@ def test_recorded_blocks_use_the_hook_tracer():
     # a block's output: r_min through its skip, r_max through both convolutions
     assert (rf["layer1.0"].r_min, rf["layer1.0"].r_max) == (11, 27)
     assert rf["layer4.1"].r_max == 435
+
+
+def test_trace_size_note_only_when_the_traced_size_differs():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(2), nn.Conv2d(2, 2, 2))
+    for same in (32, (32, 32)):
+        rf = receptive_field(model, 32, trace_size=same)
+        assert rf.trace_size_ == (32, 32)
+        assert not any("traced at" in note for note in rf.notes_)
+    other = receptive_field(model, 32, trace_size=64)
+    assert other.trace_size_ == (64, 64)
+    assert "traced at (64, 64): adaptive pooling" in " ".join(other.notes_)
+    given = receptive_field(model, 32, example_input=torch.zeros(1, 1, 40, 40))
+    assert given.trace_size_ == (40, 40) and any("traced at (40, 40)" in n for n in given.notes_)

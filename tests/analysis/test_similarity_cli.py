@@ -36,3 +36,24 @@ def test_feature_maps_need_spatial_and_errors_are_messages(tmp_path, capsys):
     (tmp_path / "c.txt").write_text("1")
     assert main(["similarity", str(tmp_path / "c.txt"), str(tmp_path / "a.npy")]) == 2
     assert "unknown file type" in capsys.readouterr().err
+
+
+def test_a_failing_measure_prints_na_and_the_others_still_run(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))  # too few samples for most
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    assert main(["similarity", str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]) == 0
+    lines = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines()[1:])
+    assert float(lines["cka"]) == np.float64(f"{cka(x, y):.6f}")
+    assert lines["cka_unbiased"] == "n/a: this measure needs at least 4 samples, got 3"
+    assert all(lines[name].startswith("n/a: ") for name in ("cca", "svcca", "pwcca"))
+
+
+def test_run_options_need_run_folders_and_kinds_cannot_mix(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((8, 2)))
+    files = [str(tmp_path / "x.npy"), str(tmp_path / "x.npy")]
+    assert main(["similarity", *files, "--out", str(tmp_path / "a.png")]) == 2
+    assert "--out only apply when comparing two run folders" in capsys.readouterr().err
+    assert main(["similarity", str(tmp_path), files[0]]) == 2
+    assert "two activation files or two run folders" in capsys.readouterr().err

@@ -186,3 +186,27 @@ def test_float32_precision_is_close_and_sync_is_a_no_op_alone():
     torch.testing.assert_close(low.compute(), high.compute(), rtol=0, atol=1e-4)
     before = high.compute()
     torch.testing.assert_close(high.sync().compute(), before)
+
+
+def test_the_same_tensor_on_both_sides_is_prepared_once(monkeypatch):
+    import layerscope.analysis.similarity as similarity
+
+    made = []
+
+    class Counting(similarity._Kernel):
+        def __init__(self, raw, unbiased):
+            made.append(raw.shape)
+            super().__init__(raw, unbiased)
+
+    monkeypatch.setattr(similarity, "_Kernel", Counting)
+    xs, _ = representations(n=64)
+    layers = [torch.from_numpy(x) for x in xs]
+    acc = MinibatchCKA(2, 2)
+    acc.update(layers, layers)  # a model against itself: one list on both sides
+    assert len(made) == 2
+    np.testing.assert_allclose(
+        acc.compute().numpy(), reference_minibatch(xs, xs, [(0, 64)]), atol=1e-9
+    )
+    made.clear()
+    acc.update(layers, [x.clone() for x in layers])  # equal values in other memory: not shared
+    assert len(made) == 4

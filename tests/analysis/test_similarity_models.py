@@ -124,18 +124,40 @@ def test_conv_layers_in_the_three_spatial_modes():
         x = torch.cat([x for x, _ in data])
         first = a[0](x).permute(0, 2, 3, 1).reshape(-1, 4)
         second = b[2](b[1](b[0](x))).permute(0, 2, 3, 1).reshape(-1, 5)
-    assert same_grid.values[0, 1] == pytest.approx(float(cka_minibatch(first, second)), abs=1e-6)
+    assert same_grid.values[0, 1] == pytest.approx(cka_minibatch(first, second), abs=1e-9)
+    one_batch = layer_similarity(a, b, data[:1], spatial="positions", include=["0", "2"])
+    assert one_batch.values[0, 1] == pytest.approx(
+        cka(first[: 12 * 36], second[: 12 * 36], unbiased=True), abs=1e-9
+    )
     with pytest.raises(SimilarityInputError, match="spatial='pool'"):
         layer_similarity(a, b, data, spatial="positions")
 
 
-def cka_minibatch(x, y, batch_rows=12 * 36):
-    from layerscope.analysis.similarity import MinibatchCKA
+def hsic1(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased HSIC (Song et al. 2012; Nguyen et al. 2021 eq. 3) of two (n, d) matrices of
+    linear-kernel features, in numpy float64 straight from the printed formula."""
+    k, ell = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(ell, 0.0)
+    n, one = k.shape[0], np.ones(k.shape[0])
+    return (
+        np.trace(k @ ell)
+        + (one @ k @ one) * (one @ ell @ one) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (one @ k @ ell @ one)
+    ) / (n * (n - 3))
 
-    acc = MinibatchCKA()
-    for start in range(0, x.shape[0], batch_rows):
-        acc.update(x[start : start + batch_rows], y[start : start + batch_rows])
-    return acc.compute()
+
+def cka_minibatch(x, y, batch_rows=12 * 36) -> float:
+    """Minibatch CKA (Nguyen et al. 2021 eq. 2): the per-batch HSIC_1 values averaged, then
+    mean HSIC(X, Y) / sqrt(mean HSIC(X, X) * mean HSIC(Y, Y))."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    terms = np.array([
+        (hsic1(a, b), hsic1(a, a), hsic1(b, b))
+        for a, b in ((x[s : s + batch_rows], y[s : s + batch_rows])
+                     for s in range(0, len(x), batch_rows))
+    ])  # fmt: skip
+    cross, self_x, self_y = terms.mean(axis=0)
+    return float(cross / np.sqrt(self_x * self_y))
 
 
 def test_recurrent_layers_pool_over_time_on_the_batch_axis():
@@ -192,7 +214,7 @@ def test_over_epochs_with_models_and_with_state_dicts():
     np.testing.assert_allclose(from_models.values[-1], 1.0, atol=1e-12)
     acts_first, acts_last = by_hand(models[0], data), by_hand(models[-1], data)
     acc = cka_minibatch(acts_first["4"], acts_last["4"], batch_rows=64)
-    assert from_models.values[0, 2] == pytest.approx(float(acc), abs=1e-6)
+    assert from_models.values[0, 2] == pytest.approx(acc, abs=1e-9)
     frame = from_models.to_frame()
     assert list(frame.columns) == ["epoch", "layer", "measure", "value"] and len(frame) == 9
     one_layer = similarity_over_epochs(models, data, include=["2"], measure="svcca")
@@ -237,3 +259,62 @@ def test_per_module_training_flags_come_back_exactly():
     model[2].eval()  # e.g. a frozen part inside a model in training
     layer_similarity(model, mlp(1), batches((20, 6)))
     assert model.training and not model[2].training and model[4].training
+
+
+def never_read():
+    raise AssertionError("the loader was read before the options were checked")
+    yield
+
+
+@pytest.mark.parametrize(
+    ("measure", "options", "match"),
+    [("cka", {"variance": 0.9}, "takes no options"),
+     ("svcca", {"varience": 0.9}, "varience"),
+     ("pwcca", {"weights": "x"}, "weights_from")],
+)  # fmt: skip
+def test_options_are_checked_before_any_batch(measure, options, match):
+    model = mlp(0)
+    with pytest.raises(SimilarityInputError, match=match):
+        layer_similarity(model, None, never_read(), measure=measure, options=options)
+    with pytest.raises(SimilarityInputError, match=match):
+        similarity_over_epochs([model, model], never_read(), measure=measure, options=options)
+    assert no_hooks(model)
+
+
+def test_svcca_options_reach_the_measure():
+    model, data = mlp(0), batches((64, 6))
+    result = layer_similarity(model, mlp(1), data, measure="svcca", options={"dims": 2})
+    by_a, by_b = by_hand(model, data), by_hand(mlp(1), data)
+    from layerscope.analysis.similarity import svcca
+
+    assert result.values[0, 1] == pytest.approx(svcca(by_a["0"], by_b["2"], dims=2).similarity)
+
+
+class SequenceModel(nn.Module):
+    """An LSTM and a per-step linear layer; ``batch_first=False`` runs the same network on the
+    transposed input, so both layouts compute identical values."""
+
+    def __init__(self, batch_first: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.batch_first = batch_first
+        self.rnn = nn.LSTM(3, 5, batch_first=batch_first)
+        self.step = nn.Linear(5, 4)
+
+    def forward(self, x):  # x: (N, T, 3) for both; the LSTM's output is (N, T, 5) or (T, N, 5)
+        out, _ = self.rnn(x if self.batch_first else x.transpose(0, 1))
+        return self.step(out if self.batch_first else out.transpose(0, 1))
+
+
+def test_positions_pair_the_same_rows_for_batch_first_and_time_first_layers():
+    batch_major, time_major = SequenceModel(True), SequenceModel(False)
+    data = [torch.randn(16, 6, 3) for _ in range(3)]  # N=16 sequences of T=6 steps
+    result = layer_similarity(batch_major, time_major, data, spatial="positions")
+    assert result.rows == result.cols == ("rnn", "step")
+    assert result.num_samples == 3 * 16 * 6
+    np.testing.assert_allclose(np.diag(result.values), 1.0, atol=1e-9)
+    # the rows of one model, in the batch-major order both now use
+    with torch.no_grad():
+        out = torch.cat([batch_major.rnn(x)[0].reshape(-1, 5) for x in data])
+        steps = batch_major.step(out)
+    assert result.values[0, 1] == pytest.approx(cka_minibatch(out, steps, 16 * 6), abs=1e-9)

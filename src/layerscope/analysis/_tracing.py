@@ -10,8 +10,10 @@ Two front ends record one list of :class:`Op` (what each operation does to a rec
   :class:`~torch.overrides.TorchFunctionMode` that sees every functional call in between
   (``x + y``, ``F.max_pool2d``, ``torch.cat``, ...). Tensors are followed by identity.
 
-Both run the model in evaluation mode without gradients and restore every module's mode.
-The receptive-field arithmetic lives in :mod:`layerscope.analysis.receptive_field`.
+Both run the model in evaluation mode without gradients and restore every module's mode
+(:func:`evaluation_mode`, which every analysis that runs a model shares, with
+:func:`model_device` and :func:`batch_axis`). The receptive-field arithmetic lives in
+:mod:`layerscope.analysis.receptive_field`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Op", "Trace", "TraceError", "example_input", "trace"]
+__all__ = [
+    "Op",
+    "Trace",
+    "TraceError",
+    "batch_axis",
+    "evaluation_mode",
+    "example_input",
+    "model_device",
+    "trace",
+]
 
 
 class TraceError(ValueError):
@@ -427,19 +438,64 @@ def _reduce_dims(args: tuple, kwargs: dict) -> Any:
     return None
 
 
-# -- front ends --------------------------------------------------------------------------------
+# -- facts about a model that every analysis needs ---------------------------------------------
 
 
 @contextmanager
-def _evaluation(model: nn.Module) -> Iterator[None]:
-    modes = {module: module.training for module in model.modules()}
+def evaluation_mode(*models: nn.Module) -> Iterator[None]:
+    """Evaluation mode without gradients for ``models``; every module's own training flag
+    comes back afterwards, also after an error.
+
+    ``model.train(was_training)`` would not do: it sets every submodule to the top-level flag,
+    so a frozen (eval) BatchNorm inside a training model would come back in training mode.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+        >>> _ = model[1].eval()          # frozen BatchNorm in a model that trains
+        >>> with evaluation_mode(model):
+        ...     model.training, torch.is_grad_enabled()
+        (False, False)
+        >>> model.training, model[0].training, model[1].training
+        (True, True, False)
+    """
+    flags = {module: module.training for model in models for module in model.modules()}
     try:
-        model.eval()
+        for model in models:
+            model.eval()
         with torch.no_grad():
             yield
     finally:
-        for module, mode in modes.items():
-            module.training = mode
+        for module, flag in flags.items():
+            module.training = flag
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's first parameter (or buffer) lives; the CPU for a model without any.
+
+    Example:
+        >>> model_device(nn.Linear(2, 3)), model_device(nn.ReLU())
+        (device(type='cpu'), device(type='cpu'))
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def batch_axis(module: nn.Module, output: torch.Tensor) -> int:
+    """The axis of ``output`` that holds the samples: 1 for the (T, N, ...) outputs of layers
+    built with ``batch_first=False`` (recurrent layers, attention, transformers), else 0.
+
+    Example:
+        >>> lstm = nn.LSTM(3, 4)               # batch_first=False: (T, N, H)
+        >>> batch_axis(lstm, lstm(torch.zeros(5, 2, 3))[0])
+        1
+        >>> batch_axis(nn.LSTM(3, 4, batch_first=True), torch.zeros(2, 5, 4))
+        0
+    """
+    return 1 if getattr(module, "batch_first", True) is False and output.dim() == 3 else 0
+
+
+# -- front ends --------------------------------------------------------------------------------
 
 
 class _Interpreter(fx.Interpreter):
@@ -610,6 +666,14 @@ def trace(
     ``tracer``: ``"fx"``, ``"hooks"`` or ``"auto"`` (fx, falling back to hooks when symbolic
     tracing fails). ``recorded`` are modules whose calls must appear by name even when they are
     containers (the hook tracer records them as a whole).
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten())
+        >>> traced = trace(model, torch.zeros(1, 1, 8, 8))
+        >>> traced.tracer, [(op.name, op.kind) for op in traced.ops]
+        ('fx', [('input', 'input'), ('0', 'window'), ('1', 'window'), ('2', 'global')])
+        >>> traced.ops[1].kernel, traced.ops[2].stride
+        ((3, 3), (Fraction(2, 1), Fraction(2, 1)))
     """
     if tracer not in ("auto", "fx", "hooks"):
         raise ValueError(f"tracer must be 'auto', 'fx' or 'hooks', got {tracer!r}")
@@ -618,7 +682,7 @@ def trace(
         raise TraceError(f"the example input needs (N, C, *spatial) dims, got {tuple(x.shape)}")
     containers = [m for m in recorded if any(True for _ in m.children())]
     reason = ""
-    with _evaluation(model):
+    with evaluation_mode(model):
         if tracer != "hooks" and not containers:
             try:
                 graph_module = fx.symbolic_trace(model)

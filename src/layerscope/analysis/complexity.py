@@ -9,9 +9,15 @@ product and attention call, module or functional, and attributes it to the inner
 running. The pass uses meta tensors where possible (shapes only, no arithmetic).
 
 Convention (as fvcore's default): one multiply-accumulate (MAC) per weight use in
-convolutions, transposed convolutions, linear layers, matrix products, attention and recurrent
-layers; element-wise work (normalisation, activations, pooling, additions) is not counted.
-``flops`` is ``2 * macs``. Counts are for one input (batch of 1).
+convolutions, transposed convolutions, linear layers, matrix products (``@``, ``mm``, ``bmm``,
+``addmm``, ``torch.einsum``), attention and recurrent layers; element-wise work (normalisation,
+activations, pooling, additions) is not counted. ``flops`` is ``2 * macs``. Counts are for one
+input (batch of 1).
+
+``torch.einsum`` with two operands costs the product of the sizes of all its distinct indices
+(``"bij,bjk->bik"``: b i j k). More operands are counted as pairwise contractions from left to
+right, torch's own order when the optional ``opt_einsum`` package is absent (with it, torch may
+pick a cheaper order); one operand (a sum, trace or transpose) costs nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from layerscope.analysis._tracing import TraceError, _evaluation, _shape_run, normalize_name
+from layerscope.analysis._tracing import TraceError, _shape_run, evaluation_mode, normalize_name
 from layerscope.analysis._tracing import example_input as _example_input
 
 __all__ = ["FlopCount", "ParameterCount", "count_flops", "count_parameters"]
@@ -116,6 +122,8 @@ def _macs(name: str, args: tuple, kwargs: dict, result) -> int:
         return out.numel() * args[0].shape[-1]
     if name in ("addmm", "baddbmm", "addbmm"):
         return out.numel() * args[1].shape[-1]
+    if name == "einsum":
+        return _einsum_macs(args[0], args[1:])
     if name == "scaled_dot_product_attention":
         query, key, value = args[:3]
         return query.shape[:-1].numel() * key.shape[-2] * (query.shape[-1] + value.shape[-1])
@@ -126,6 +134,44 @@ def _macs(name: str, args: tuple, kwargs: dict, result) -> int:
         projections = (length + 2 * source) * batch * embed * embed + length * batch * embed**2
         return projections + 2 * batch * length * source * embed
     return 0
+
+
+def _einsum_labels(term: str, tensor: torch.Tensor) -> list:
+    """The index labels of one einsum term, with ``...`` spelled out as ("...", k) labels
+    counted from the right (broadcasting aligns ellipsis dimensions from the right)."""
+    if "..." not in term:
+        return list(term)
+    left, right = term.split("...")
+    count = tensor.dim() - len(left) - len(right)
+    return [*left, *(("...", k) for k in reversed(range(count))), *right]
+
+
+def _einsum_macs(equation, operands) -> int:
+    """Multiply-accumulates of ``torch.einsum(equation, *operands)`` (see the module docstring)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])  # torch.einsum("ij,jk", [a, b])
+    if not isinstance(equation, str) or len(operands) < 2:
+        return 0
+    inputs, arrow, output = equation.replace(" ", "").partition("->")
+    terms = [_einsum_labels(t, x) for t, x in zip(inputs.split(","), operands, strict=True)]
+    sizes: dict = {}
+    for labels, tensor in zip(terms, operands, strict=True):
+        for label, size in zip(labels, tensor.shape, strict=True):
+            sizes[label] = max(sizes.get(label, 1), int(size))  # size-1 dims broadcast
+    every = [label for labels in terms for label in labels]
+    if arrow:
+        kept = {label for label in output if label != "."} | {
+            label for label in every if isinstance(label, tuple)
+        }
+    else:  # implicit output: the indices that appear once, and the ellipsis
+        kept = {label for label in every if every.count(label) == 1 or isinstance(label, tuple)}
+    macs, current = 0, set(terms[0])
+    for position in range(1, len(terms)):
+        joined = current | set(terms[position])
+        macs += math.prod(sizes[label] for label in joined)
+        later = {label for labels in terms[position + 1 :] for label in labels}
+        current = joined & (kept | later)
+    return macs
 
 
 def _recurrent_macs(module: nn.RNNBase, args: tuple) -> int:
@@ -219,7 +265,7 @@ def count_flops(
             model(x)
         return dict(counter.macs)
 
-    with _evaluation(model):
+    with evaluation_mode(model):
         try:
             macs = _shape_run(model, run, example_input)
         except Exception as error:

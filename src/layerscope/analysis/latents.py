@@ -20,7 +20,10 @@ after training and stored them, with the labels, for separate probe training. He
 - files are named ``<run>__<layer>__<reduction>__<split>.npy`` (labels:
   ``<run>__labels__<split>.npy``), so two runs or reductions never collide, and train and test
   files are paired by name through the manifest ``<run>__<reduction>.manifest.json``, which is
-  written last: a folder without a manifest holds no finished extraction.
+  written last: a folder without a manifest holds no finished extraction;
+- every split streams into temporary files that get their final names only once all splits
+  have finished, so an error (in any split) leaves no file behind and no hook on the model,
+  and the files of an earlier extraction in the folder stay as they were.
 
 Each file's SHA-256 is in the manifest (the probe cache keys on it), with its size and shape.
 """
@@ -46,8 +49,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from layerscope.analysis._tracing import batch_axis, evaluation_mode, model_device
 from layerscope.stats.samples import downsample
-from layerscope.store.atomic import atomic_write, atomic_write_text
+from layerscope.store.atomic import atomic_write_text
 from layerscope.tracking.layers import (
     CHANNELS_FIRST_TYPES,
     describe_layers,
@@ -65,6 +69,7 @@ __all__ = [
     "extract_latents",
     "file_sha256",
     "manifest_path",
+    "match_layers",
     "reduce_output",
 ]
 
@@ -142,12 +147,12 @@ def _channels_first(module: nn.Module, output: object) -> torch.Tensor | None:
     found = features_tensor(module, output)
     if found is None:
         return None
-    tensor, feature_dim = found
+    tensor, _ = found
     if isinstance(module, CHANNELS_FIRST_TYPES) or tensor.dim() == 2:
         return tensor
-    if getattr(module, "batch_first", True) is False and tensor.dim() == 3:
-        tensor = tensor.transpose(0, 1)  # (T, N, C) -> (N, T, C)
-    return tensor.movedim(feature_dim if feature_dim >= 0 else -1, 1)
+    # features last (features_tensor's rule for all but channels-first layers); (T, N, C) -> (N, T, C)
+    tensor = tensor.movedim(batch_axis(module, tensor), 0)
+    return tensor.movedim(-1, 1)
 
 
 def _grid(size: int, limit: int | None) -> list[int]:
@@ -384,47 +389,87 @@ def manifest_path(folder: str | os.PathLike, run: str, reduction: str) -> Path:
     return Path(folder) / f"{_safe(run)}__{reduction}.manifest.json"
 
 
+def match_layers(names: Sequence[str], patterns: Iterable[str]) -> list[str]:
+    """The ``names`` matched by any of the fnmatch ``patterns``, in the order of ``names``.
+
+    Raises :class:`LatentsError` when none matches.
+
+    Example:
+        >>> match_layers(["features.0", "features.3", "classifier"], ["features.*"])
+        ['features.0', 'features.3']
+    """
+    patterns = list(patterns)
+    found = [name for name in names if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+    if not found:
+        shown = list(names)[:20]
+        more = " ..." if len(names) > len(shown) else ""
+        raise LatentsError(
+            f"layers={patterns!r} matches none of the layers {shown}{more}; give names or "
+            f"fnmatch patterns such as 'features.*'"
+        )
+    return found
+
+
 # --------------------------------------------------------------------------- extraction
 class _SplitWriter:
-    """Streams one split's reduced outputs of every layer into temporary .npy files."""
+    """Streams one split's reduced outputs of every layer, and its labels, into temporary .npy
+    files. They keep their temporary names until :meth:`commit` (every split finished) and are
+    deleted by :meth:`discard` (any split failed), so a failed extraction leaves no file."""
 
     def __init__(self, folder: Path, run: str, split: str, samples: int) -> None:
         self.folder, self.run, self.split, self.samples = folder, run, split, samples
         self.arrays: dict[tuple[str, str], np.memmap] = {}
-        self.paths: dict[tuple[str, str], tuple[Path, Path]] = {}
+        self.paths: list[tuple[Path, Path]] = []  # (temporary, final) of every file
+        self.opened: dict[tuple[str, str], tuple[Path, Path]] = {}
         self.planned_bytes = 0
 
-    def file_name(self, layer: str, reduction: Reduction) -> str:
-        return f"{_safe(self.run)}__{_safe(layer)}__{reduction.name}__{self.split}.npy"
+    def _paths(self, name: str) -> tuple[Path, Path]:
+        final = self.folder / name
+        paths = (final.with_name(f".{final.name}.partial.npy"), final)
+        self.paths.append(paths)
+        return paths
 
     def open(self, layer: str, reduction: Reduction, shape: tuple[int, ...]) -> np.memmap:
-        final = self.folder / self.file_name(layer, reduction)
-        temporary = final.with_name(f".{final.name}.partial.npy")
+        paths = self._paths(
+            f"{_safe(self.run)}__{_safe(layer)}__{reduction.name}__{self.split}.npy"
+        )
         # Files are created sparse: check the space for all of them, not just this one.
         self.planned_bytes += int(np.prod(shape)) * 4
         _check_disk(self.folder, self.planned_bytes)
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
+        array = np.lib.format.open_memmap(paths[0], mode="w+", dtype=np.float32, shape=shape)
         self.arrays[(layer, reduction.name)] = array
-        self.paths[(layer, reduction.name)] = (temporary, final)
+        self.opened[(layer, reduction.name)] = paths
         return array
 
-    def close(self, keep: bool) -> dict[tuple[str, str], LatentFile]:
-        """Flush, hash and rename every file (``keep``), or delete them."""
+    def finish(self, labels: np.ndarray) -> tuple[dict[tuple[str, str], LatentFile], LatentFile]:
+        """Flush and hash every layer file, write the labels; the files stay temporary."""
         done = {}
         for key, array in self.arrays.items():
-            temporary, final = self.paths[key]
-            shape = tuple(array.shape)
             array.flush()
-            if not keep:
-                temporary.unlink(missing_ok=True)
-                continue
-            with open(temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
-            digest = file_sha256(temporary)
-            os.replace(temporary, final)
-            done[key] = LatentFile(final.name, shape, final.stat().st_size, digest)
+            done[key] = _entry(*self.opened[key], tuple(array.shape))
         self.arrays.clear()  # drops the last references: the maps close
-        return done
+        paths = self._paths(f"{_safe(self.run)}__labels__{self.split}.npy")
+        with open(paths[0], "wb") as handle:
+            np.save(handle, labels)
+        return done, _entry(*paths, tuple(labels.shape))
+
+    def commit(self) -> None:
+        for temporary, final in self.paths:
+            os.replace(temporary, final)
+        self.paths.clear()
+
+    def discard(self) -> None:
+        self.arrays.clear()
+        for temporary, _ in self.paths:
+            temporary.unlink(missing_ok=True)
+        self.paths.clear()
+
+
+def _entry(temporary: Path, final: Path, shape: tuple[int, ...]) -> LatentFile:
+    """The manifest entry of a finished temporary file, under its final name."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return LatentFile(final.name, shape, temporary.stat().st_size, file_sha256(temporary))
 
 
 def _check_disk(folder: Path, needed: int) -> None:
@@ -490,24 +535,24 @@ def extract_latents(
         raise LatentsError(f"give one or more distinct reductions, got {names}")
     if not datasets:
         raise LatentsError("give at least one dataset, e.g. {'train': ..., 'test': ...}")
+    for option, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise LatentsError(f"{option} must be an int >= {least}, got {value!r}")
     selected = select_layers(model, include, exclude)
     if layers is not None:
-        patterns = list(layers)
-        selected = [(n, m) for n, m in selected if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-        if not selected:
-            raise LatentsError(f"layers={patterns!r} matches none of the selected layers")
-    if device is None:
-        parameter = next(model.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-    extraction = _Extraction(model, selected, Path(folder), run, reductions, torch.device(device))
+        kept = set(match_layers([name for name, _ in selected], layers))
+        selected = [(name, module) for name, module in selected if name in kept]
+    device = model_device(model) if device is None else torch.device(device)
+    extraction = _Extraction(model, selected, Path(folder), run, reductions, device)
     extraction.folder.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    model.eval()
     try:
-        for split, dataset in datasets.items():
-            extraction.run_split(split, dataset, batch_size, num_workers, progress)
-    finally:
-        model.train(was_training)
+        with evaluation_mode(model):
+            for split, dataset in datasets.items():
+                extraction.run_split(split, dataset, batch_size, num_workers, progress)
+        extraction.commit()
+    except BaseException:
+        extraction.discard()
+        raise
     return extraction.write_manifests(dict(source or {}))
 
 
@@ -523,6 +568,7 @@ class _Extraction:
         self.positions: dict[str, tuple[tuple[int, ...], ...]] = {}
         self.files: dict[str, dict[tuple[str, str], LatentFile]] = {}
         self.splits: dict[str, dict[str, Any]] = {}
+        self.writers: list[_SplitWriter] = []
 
     def _hook(self, name: str, writer: _SplitWriter, batch: dict):
         def hook(module, args, output) -> None:
@@ -560,19 +606,21 @@ class _Extraction:
         return writer.open(name, reduction, (reduced.shape[1], writer.samples, reduced.shape[2]))
 
     def run_split(self, split: str, dataset, batch_size: int, num_workers: int, progress) -> None:
-        """One pass over ``dataset``: stream every layer's reductions to files, then labels."""
+        """One pass over ``dataset``: stream every layer's reductions to temporary files, then
+        the labels (made final by :meth:`commit`)."""
         samples = len(dataset)
         writer = _SplitWriter(self.folder, self.run, split, samples)
+        self.writers.append(writer)  # from here on, discard() deletes its files
         labels = np.empty(samples, dtype=np.int64)
         batch: dict[str, Any] = {"start": 0, "calls": {}}
-        handles = [module.register_forward_hook(self._hook(name, writer, batch))
-                   for name, module in self.selected]  # fmt: skip
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         bar = tqdm(loader, desc=f"extracting {split}", leave=False, disable=not progress,
                    file=sys.stderr)  # fmt: skip
         correct = counted = 0
-        finished = False
+        handles = []
         try:
+            for name, module in self.selected:
+                handles.append(module.register_forward_hook(self._hook(name, writer, batch)))
             with torch.inference_mode():
                 for inputs, targets in bar:
                     batch["calls"] = {}
@@ -584,26 +632,32 @@ class _Extraction:
                         correct += int((outputs.argmax(1).cpu() == targets).sum())
                         counted += len(targets)
                     batch["start"] = start + len(targets)
-            if batch["start"] != samples:
-                raise LatentsError(f"split {split!r}: the loader gave {batch['start']} samples, "
-                                   f"the dataset says {samples}")  # fmt: skip
-            if not writer.arrays:
-                raise LatentsError(f"no selected layer ran on split {split!r}")
-            finished = True
         finally:
             bar.close()
             for handle in handles:
                 handle.remove()
-            self.files[split] = writer.close(keep=finished)
-        label_path = self.folder / f"{_safe(self.run)}__labels__{split}.npy"
-        with atomic_write(label_path) as handle:
-            np.save(handle, labels)
+        if batch["start"] != samples:
+            raise LatentsError(f"split {split!r}: the loader gave {batch['start']} samples, "
+                               f"the dataset says {samples}")  # fmt: skip
+        if not writer.arrays:
+            raise LatentsError(f"no selected layer ran on split {split!r}")
+        self.files[split], label_file = writer.finish(labels)
         self.splits[split] = {
             "samples": samples,
-            "labels": {"file": label_path.name, "shape": [samples],
-                       "bytes": label_path.stat().st_size, "sha256": file_sha256(label_path)},
+            "labels": {"file": label_file.file, "shape": [samples], "bytes": label_file.bytes,
+                       "sha256": label_file.sha256},
             "model_accuracy": correct / counted if counted == samples and samples else None,
         }  # fmt: skip
+
+    def commit(self) -> None:
+        """Every split finished: give all files their final names."""
+        for writer in self.writers:
+            writer.commit()
+
+    def discard(self) -> None:
+        """A split failed: delete the files of every split."""
+        for writer in self.writers:
+            writer.discard()
 
     def write_manifests(self, source: dict[str, Any]) -> dict[str, LatentManifest]:
         """One manifest per reduction, written last (atomically)."""

@@ -25,6 +25,7 @@ from layerscope.analysis.complexity import count_flops, count_parameters
 from layerscope.analysis.receptive_field import (
     DownsamplingOption,
     ReceptiveField,
+    ReceptiveFieldError,
     receptive_field,
     truncate,
 )
@@ -224,11 +225,14 @@ class Advice:
         border_min, border_max: names of b_min / b_max (None: no border).
         unproductive: recorded layers predicted unproductive (from b_min on).
         parameters, macs: of the model; ``*_truncated`` of the model truncated at b_min (None
-            without a border). MACs at the traced input size (``flops`` = 2 x MACs).
+            without a border, or when the model cannot be truncated: see ``notes``).
+        macs_size: the spatial size the MACs are counted at: the size the model was traced
+            at (``trace_size``), which may differ from ``input_size`` (``flops`` = 2 x MACs).
         downsampling: what removing each pooling / stride before b_min would do.
         strides_to_remove: greedy set of downsampling operations whose removal leaves no
             border (None: not achievable by removing downsampling alone).
         tail: the tail pattern in the measured saturation; width: the width advice.
+        notes: what could not be computed, and why.
     """
 
     input_size: tuple[int, ...]
@@ -239,14 +243,17 @@ class Advice:
     macs: int
     parameters_truncated: int | None
     macs_truncated: int | None
+    macs_size: tuple[int, ...]
     downsampling: tuple[DownsamplingOption, ...]
     strides_to_remove: tuple[str, ...] | None
     tail: TailPattern | None = None
     width: WidthAdvice | None = None
+    notes: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         """The advice as sentences for a person."""
         size = "x".join(map(str, self.input_size))
+        counted = "x".join(map(str, self.macs_size))
         if self.border_min is None:
             lines = [f"At {size} px every layer still sees less than the whole input: no border "
                      f"layer, no layer is predicted unproductive."]  # fmt: skip
@@ -256,11 +263,14 @@ class Advice:
                 f"{self.border_min} on (b_min; b_max = {self.border_max}): "
                 f"{len(self.unproductive)} layer(s) are predicted unproductive "
                 f"(dissertation 9.3, 10.3).",
-                f"Truncating at {self.border_min} and ending in global average pooling + one "
-                f"linear layer: {self.parameters:,} -> {self.parameters_truncated:,} parameters, "
-                f"{self.macs / 1e6:,.1f} -> {self.macs_truncated / 1e6:,.1f} MMACs per image "
-                f"(dissertation 11.4).",
             ]
+            if self.parameters_truncated is not None and self.macs_truncated is not None:
+                lines.append(
+                    f"Truncating at {self.border_min} and ending in global average pooling + "
+                    f"one linear layer: {self.parameters:,} -> {self.parameters_truncated:,} "
+                    f"parameters, {self.macs / 1e6:,.1f} -> {self.macs_truncated / 1e6:,.1f} "
+                    f"MMACs per {counted} px image (dissertation 11.4)."
+                )
             if self.strides_to_remove:
                 lines.append(
                     f"Or keep every layer productive by removing the downsampling of "
@@ -275,6 +285,7 @@ class Advice:
             )
         if self.width is not None:
             lines.append(self.width.message)
+        lines += [f"Note: {note}" for note in self.notes]
         return lines
 
     def __str__(self) -> str:
@@ -302,16 +313,23 @@ def advise(
         >>> advice = advise(model, 6, trace_size=32)
         >>> advice.border_min, advice.unproductive, advice.parameters, advice.parameters_truncated
         ('3', ('3', '6'), 351, 203)
+        >>> advice.macs_size          # MACs are counted where the model ran
+        (32, 32)
     """
     rf = rf if rf is not None else receptive_field(model, input_size, **options)
-    traced = rf.trace_size or rf.input_size_
+    traced = rf.trace_size_  # MACs depend on the size; count them where the model ran
     params = count_parameters(model).total
     macs = count_flops(model, traced, in_channels=rf.in_channels).macs
     params_cut = macs_cut = None
+    notes = []
     if rf.border_min_ is not None:
-        small = truncate(model, rf)
-        params_cut = count_parameters(small).total
-        macs_cut = count_flops(small, traced, in_channels=rf.in_channels).macs
+        try:
+            small = truncate(model, rf)
+        except ReceptiveFieldError as error:  # e.g. a model torch.fx cannot trace
+            notes.append(f"no truncation figures: {error}")
+        else:
+            params_cut = count_parameters(small).total
+            macs_cut = count_flops(small, traced, in_channels=rf.in_channels).macs
     tail = width = None
     if saturation is not None:
         tail = find_tail(saturation)
@@ -325,8 +343,10 @@ def advise(
         macs=macs,
         parameters_truncated=params_cut,
         macs_truncated=macs_cut,
+        macs_size=traced,
         downsampling=tuple(rf.downsampling_options()),
         strides_to_remove=rf.strides_to_remove(),
         tail=tail,
         width=width,
+        notes=tuple(notes),
     )

@@ -154,7 +154,18 @@ def save_position_maps(path: str | os.PathLike, maps: dict[str, PositionMap]) ->
 
 
 def load_position_maps(path: str | os.PathLike) -> dict[str, PositionMap]:
-    """Maps saved by :func:`save_position_maps`, in forward order."""
+    """Maps saved by :func:`save_position_maps`, in forward order.
+
+    Example:
+        >>> import tempfile
+        >>> maps = {name: PositionMap(name, i, (0,), (0, 1), np.ones((1, 2)),
+        ...                           np.array([[0.5, 0.6]]), 0.6)
+        ...         for i, name in enumerate(["conv1", "conv2"])}
+        >>> loaded = load_position_maps(save_position_maps(Path(tempfile.mkdtemp()) / "p.json",
+        ...                                                maps))
+        >>> list(loaded), loaded["conv2"].test_acc.tolist(), loaded["conv2"].columns
+        (['conv1', 'conv2'], [[0.5, 0.6]], (0, 1))
+    """
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return {item["layer"]: PositionMap.from_dict(item) for item in data}
 

@@ -466,6 +466,9 @@ class LogisticProbe:
         ):
             raise ProbeSettingsError(f"max_iter must be an int >= 1 or None, got {self.max_iter!r}")
         PROBE_SOLVERS.get(self.solver)  # an unknown name fails here with suggestions
+        _dtype(self.dtype)
+        if not isinstance(self.standardize, bool):
+            raise ProbeSettingsError(f"standardize must be True or False, got {self.standardize!r}")
         if len(getattr(X, "shape", ())) != 2:
             raise ProbeSettingsError(
                 f"X must be 2-D (samples, features), got shape {getattr(X, 'shape', None)}; "
@@ -584,8 +587,16 @@ def probe_objective(probe: LogisticProbe, X, y) -> float:
         True
     """
     probe._check_fitted()
+    y = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+    unseen = ~np.isin(y, probe.classes_)
+    if unseen.any():
+        raise ProbeSettingsError(
+            f"y holds labels the probe was not fitted on: {np.unique(y[unseen])[:5].tolist()} "
+            f"(its classes are {probe.classes_[:10].tolist()}); the objective is defined only "
+            f"for the fitted classes"
+        )
     features = probe._transform(X, torch.float64, "cpu")
-    codes = torch.from_numpy(np.searchsorted(probe.classes_, np.asarray(y)).astype(np.int64))
+    codes = torch.from_numpy(np.searchsorted(probe.classes_, y).astype(np.int64))
     objective = _Objective(features, codes, len(probe.classes_), float(probe.C))
     theta = torch.cat(
         [

@@ -47,12 +47,19 @@ from layerscope.analysis.latents import (
     Reduction,
     extract_latents,
     manifest_path,
+    match_layers,
 )
 from layerscope.analysis.probe_solvers import (
     DEFAULT_SOLVER,
     PROBE_SOLVERS,
     LogisticProbe,
     ProbeSettingsError,
+)
+from layerscope.analysis.runs import (
+    load_run_model,
+    read_run_config,
+    run_checkpoint,
+    train_split_without_augmentation,
 )
 from layerscope.store.atomic import atomic_write_text
 from layerscope.store.records import Record
@@ -62,6 +69,7 @@ __all__ = [
     "ProbeResult",
     "ProbeResults",
     "ProbeSettings",
+    "limit_threads",
     "probe_phase",
     "probe_run",
     "train_probes",
@@ -106,9 +114,23 @@ class ProbeSettings:
         )
 
     def check(self) -> ProbeSettings:
-        """Validate now (before any extraction or process starts); returns self."""
+        """Validate now (before any extraction or process starts); returns self.
+
+        Example:
+            >>> try:
+            ...     ProbeSettings(dtype="float16").check()
+            ... except ValueError as error:
+            ...     print(error)
+            dtype must be 'float32' or 'float64', got 'float16'
+        """
         PROBE_SOLVERS.get(self.solver)
         self.probe()._check(np.zeros((2, 1)), np.zeros(2))
+        if self.random_state is not None and (
+            isinstance(self.random_state, bool) or not isinstance(self.random_state, int)
+        ):  # it is part of the cache key, written as JSON
+            raise ProbeSettingsError(
+                f"random_state must be an int or None, got {self.random_state!r}"
+            )
         return self
 
 
@@ -278,11 +300,23 @@ def _fit_task(task: _Task) -> dict[str, Any]:
     }
 
 
-def _init_worker(threads: int) -> None:
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` CPU threads in this process: torch's, and the BLAS / OpenMP
+    pools of numpy and scikit-learn (each probe worker process gets its share).
+
+    Example:
+        >>> try:
+        ...     limit_threads(0)
+        ... except ValueError as error:
+        ...     print(error)
+        threads must be an int >= 1, got 0
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ProbeSettingsError(f"threads must be an int >= 1, got {threads!r}")
     import torch
 
     torch.set_num_threads(threads)
-    try:  # sklearn's solvers use BLAS / OpenMP pools; keep them to this worker's share
+    try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
@@ -359,7 +393,7 @@ def _run_tasks(tasks, n_jobs, cache_dir, progress, description) -> list[dict]:
             pool = ProcessPoolExecutor(
                 workers,
                 mp_context=get_context("spawn"),
-                initializer=_init_worker,
+                initializer=limit_threads,
                 initargs=(threads,),
             )
             try:
@@ -433,12 +467,19 @@ def train_probes(
         )
         for task, o in zip(tasks, outcomes, strict=True)
     )
-    unconverged = [r.layer for r in results if not r.converged and r.position is None]
+    unconverged: dict[str, list[str]] = {}
+    for r in results:
+        if not r.converged and r.position is None:
+            unconverged.setdefault(r.stop_reason or "unknown reason", []).append(r.layer)
     if unconverged:
+        stops = "; ".join(
+            f"at {reason}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+            for reason, names in unconverged.items()
+        )
         warnings.warn(
-            f"the {settings.solver} solver stopped at max_iter before converging for layers "
-            f"{', '.join(unconverged[:8])}{' ...' if len(unconverged) > 8 else ''}; their "
-            f"accuracies may still move (raise max_iter to converge)",
+            f"the {settings.solver} solver stopped before converging for some layers ({stops}); "
+            f"their accuracies may still move (raise max_iter; after 'line search', use "
+            f"dtype='float64' or a smaller C)",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -484,22 +525,6 @@ def _sha256_text(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _train_without_augmentation(data):
-    """The training split with the test split's pipeline: no crop, no flip (canvas kept)."""
-    from layerscope.datasets.base import ImageDataset
-
-    train = data.train
-    if isinstance(train, ImageDataset) and isinstance(data.test, ImageDataset):
-        return ImageDataset(train.source, data.test.pipeline, seed=train.seed, split="train")
-    warnings.warn(
-        f"dataset {data.name!r} is not built from layerscope's ImageDataset; its training split "
-        f"is extracted as it comes (with any augmentation it applies)",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return train
-
-
 def probe_run(
     run_dir: str | os.PathLike,
     *,
@@ -542,29 +567,16 @@ def probe_run(
         results = probe_run("logs/vgg11/digits/32/r0", reductions=["avg4", "gap"], n_jobs=2)
         results["avg4"].table()[["layer", "train_acc", "test_acc"]]
     """
-    from layerscope.lab.checkpoint import latest_checkpoint
-    from layerscope.lab.config import RunConfig, resolve_device
-    from layerscope.lab.trainer import CONFIG_FILE, build_model
+    from layerscope.lab.config import resolve_device
+    from layerscope.lab.trainer import CONFIG_FILE
 
     run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"{run_dir} is not a run folder: it has no {CONFIG_FILE} (run folders are written by "
-            f"`layerscope run CONFIG`)"
-        )
+    cfg = read_run_config(run_dir)
     settings = (settings or ProbeSettings()).check()
     reductions = [Reduction.parse(r).name for r in reductions]
-    cfg = RunConfig.from_dict(
-        json.loads(config_path.read_text(encoding="utf-8")), source=str(config_path)
-    )
-    checkpoint = latest_checkpoint(run_dir / "checkpoints", map_location="cpu")
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"{run_dir} has no usable checkpoint in checkpoints/; train the run first "
-            f"(`layerscope run` or `layerscope resume {run_dir}`)"
-        )
+    checkpoint = run_checkpoint(run_dir)
     device = resolve_device(device or cfg.device)
+    config_path = run_dir / CONFIG_FILE
     source = {
         "checkpoint": checkpoint.path.name,
         "checkpoint_bytes": checkpoint.path.stat().st_size,
@@ -576,15 +588,8 @@ def probe_run(
     manifests = {} if force else _reusable(folder, cfg.run_id, reductions, source)
     missing = [name for name in reductions if name not in manifests]
     if missing:
-        from layerscope.datasets import load_dataset
-
-        data = load_dataset(
-            cfg.dataset, resolution=cfg.resolution, seed=cfg.seed, **cfg.dataset_kwargs
-        )
-        model = build_model(cfg, data.num_classes, data.in_channels)
-        model.load_state_dict(checkpoint.state["model"])
-        model.to(device)
-        splits = {"train": _train_without_augmentation(data), "test": data.test}
+        model, data, _ = load_run_model(run_dir, device=device, checkpoint=checkpoint)
+        splits = {"train": train_split_without_augmentation(data), "test": data.test}
         t = cfg.tracker
         manifests |= extract_latents(
             model,
@@ -608,7 +613,7 @@ def probe_run(
     all_results = {}
     for name in reductions:
         manifest = manifests[name]
-        chosen = None if layers is None else _matching(manifest, layers)
+        chosen = None if layers is None else match_layers([x.name for x in manifest.layers], layers)
         if force:
             _forget(cache, manifest, chosen, settings)
         results = train_probes(
@@ -657,21 +662,6 @@ def _reusable(folder: Path, run: str, reductions, source: dict) -> dict[str, Lat
             continue  # damaged: extract again
         found[name] = manifest
     return found
-
-
-def _matching(manifest: LatentManifest, patterns: Sequence[str]) -> list[str]:
-    import fnmatch
-
-    names = [
-        layer.name
-        for layer in manifest.layers
-        if any(fnmatch.fnmatchcase(layer.name, p) for p in patterns)
-    ]
-    if not names:
-        raise LatentsError(
-            f"layers={list(patterns)!r} matches none of {[layer.name for layer in manifest.layers]}"
-        )
-    return names
 
 
 def _forget(cache: Path, manifest, layers, settings) -> None:

@@ -44,7 +44,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from layerscope.analysis._tracing import Op, Trace, _evaluation, trace
+from layerscope.analysis._tracing import Op, Trace, evaluation_mode, trace
 from layerscope.analysis._tracing import example_input as _example_input
 from layerscope.tracking.layers import LayerInfo, describe_layers, select_layers
 
@@ -302,6 +302,8 @@ class ReceptiveField:
         border_min_, border_max_: LayerInfo of b_min / b_max, or None.
         unproductive_: list[LayerInfo], the recorded layers from ``border_min_`` on.
         input_size_: tuple of ints, I per spatial axis.
+        trace_size_: tuple of ints, the spatial size the model ran at (``trace_size``, or the
+            example input's).
         tracer_: ``"fx"`` or ``"hooks"``; ``notes_``: list[str], approximations and fallbacks.
 
     Example:
@@ -342,7 +344,7 @@ class ReceptiveField:
             raise ReceptiveFieldError(f"gates must be 'ignore' or 'include', got {self.gates!r}")
         sizes = _sizes(self.input_size, "input_size")
         if example_input is None:
-            example_input = example_input_for(model, self.trace_size or sizes, self.in_channels)
+            example_input = _example_input_for(model, self.trace_size or sizes, self.in_channels)
         if len(sizes) == 1:
             sizes = sizes * (example_input.dim() - 2)
         if len(sizes) != example_input.dim() - 2:
@@ -360,10 +362,11 @@ class ReceptiveField:
             [f"torch.fx was not used: {traced.fallback_reason}"] if traced.fallback_reason else []
         )
         notes += list(dict.fromkeys(op.note for op in traced.ops if op.note))
-        if self.trace_size is not None and _sizes(self.trace_size, "trace_size") != sizes:
+        self.trace_size_ = tuple(int(v) for v in example_input.shape[2:])
+        if self.trace_size_ != sizes:
             notes.append(
-                f"traced at {tuple(example_input.shape[2:])}: adaptive pooling and interpolation "
-                f"are as at that size"
+                f"traced at {self.trace_size_}: adaptive pooling and interpolation are as at "
+                f"that size"
             )
         self._fill(_propagate(traced.ops, traced.num_axes, self.gates))
         missing = [name for name, _ in selected if name not in self._by_name]
@@ -382,31 +385,36 @@ class ReceptiveField:
         ran = sorted((n for n in chosen if n in order), key=order.__getitem__)
         modules = dict(self._model_selection)
         self.layers_ = describe_layers([(name, modules[name]) for name in ran])
+        self.input_field_ = next(_field(op, states, None) for op in ops if op.kind == "input")
+        self._by_name = self._fields(ops, states, every_operation=True)
+        self.operations_ = list(self._by_name.values())
+        self.fields_ = [self._by_name[info.name] for info in self.layers_]
+        self.border_min_, self.border_max_ = self._borders(self.fields_)
+        start = self.border_min_.index if self.border_min_ is not None else len(self.layers_)
+        self.unproductive_ = self.layers_[start:]
+
+    def _fields(self, ops, states, *, every_operation: bool) -> dict[str, LayerField]:
+        """The :class:`LayerField` of every recorded layer (and, with ``every_operation``, of
+        every operation that changes receptive fields), by name in forward order; the calls
+        of a shared module are combined into bounds over them."""
         index = {info.name: info.index for info in self.layers_}
         by_name: dict[str, LayerField] = {}
-        operations: list[LayerField] = []
         for op in ops:
             if op.kind == "input":
-                self.input_field_ = _field(op, states, None)
                 continue
             recorded = op.module and op.name in index
-            shown = op.kind in _KINDS_SHOWN and not (
-                op.kind == "global" and _is_global(states[op.source])
+            shown = (
+                every_operation
+                and op.kind in _KINDS_SHOWN
+                and not (op.kind == "global" and _is_global(states[op.source]))
             )
             if not (recorded or shown):
                 continue
             field = _field(op, states, index.get(op.name) if recorded else None)
-            if field.name in by_name and op.module:
-                by_name[field.name] = by_name[field.name].combine(field)
-                continue
+            if op.module and field.name in by_name:
+                field = by_name[field.name].combine(field)
             by_name[field.name] = field
-            operations.append(field)
-        self._by_name = by_name
-        self.operations_ = [by_name[f.name] for f in operations]
-        self.fields_ = [by_name[info.name] for info in self.layers_]
-        self.border_min_, self.border_max_ = self._borders(self.fields_)
-        start = self.border_min_.index if self.border_min_ is not None else len(self.layers_)
-        self.unproductive_ = self.layers_[start:]
+        return by_name
 
     def _borders(self, fields: Sequence[LayerField]) -> tuple[LayerInfo | None, LayerInfo | None]:
         candidates = [f for f in fields if f.local]
@@ -477,14 +485,13 @@ class ReceptiveField:
         border_op = next(op.index for op in ops if op.module and op.name == self.border_min_.name)
         options = []
         for op in ops[:border_op]:
-            if op.kind != "window" or all(s == 1 for s in op.stride):
+            if not _downsamples(op):
                 continue
-            pooling = "pool" in op.type.lower()
             border_min, border_max = self._borders_without([op.index])
             options.append(
                 DownsamplingOption(
                     op.name, op.type, tuple(_number(s) for s in op.stride),
-                    "remove the layer" if pooling else "set stride to 1",
+                    "remove the layer" if _pools(op) else "set stride to 1",
                     border_min.name if border_min else None,
                     border_max.name if border_max else None,
                 )
@@ -508,9 +515,7 @@ class ReceptiveField:
         if self.border_min_ is None:
             return ()
         ops = self._trace.ops
-        candidates = [
-            op.index for op in ops if op.kind == "window" and any(s != 1 for s in op.stride)
-        ]
+        candidates = [op.index for op in ops if _downsamples(op)]
         end = len(self.layers_)
 
         def reach(removed: list[int]) -> int:
@@ -526,27 +531,35 @@ class ReceptiveField:
         return tuple(ops[i].name for i in sorted(chosen))
 
     def _borders_without(self, removed: Sequence[int]):
+        """The borders with the downsampling operations ``removed`` (trace indices) undone:
+        pooling removed, a convolution's stride set to 1."""
         ops = list(self._trace.ops)
         for index in removed:
             op = ops[index]
             n = len(op.kernel)
             unit = {"stride": (Fraction(1),) * n}
-            if "pool" in op.type.lower():
+            if _pools(op):
                 unit.update(kernel=(1,) * n)
             ops[index] = replace(op, **unit)
         states = _propagate(ops, self._trace.num_axes, self.gates)
-        index = {info.name: info.index for info in self.layers_}
-        fields = {}
-        for op in ops:
-            if op.module and op.name in index:
-                field = _field(op, states, index[op.name])
-                fields[op.name] = fields[op.name].combine(field) if op.name in fields else field
+        fields = self._fields(ops, states, every_operation=False)
         return self._borders([fields[info.name] for info in self.layers_])
 
 
-def example_input_for(
+def _downsamples(op: Op) -> bool:
+    """A pooling or convolution window with a stride other than 1 (a candidate to undo)."""
+    return op.kind == "window" and any(s != 1 for s in op.stride)
+
+
+def _pools(op: Op) -> bool:
+    """Pooling (removed as a whole when undone), as opposed to a strided convolution."""
+    return "pool" in op.type.lower()
+
+
+def _example_input_for(
     model: nn.Module, size: tuple[int, ...] | int, in_channels: int | None
 ) -> torch.Tensor:
+    """The zero example input for ``size`` (validated as ``trace_size``)."""
     sizes = _sizes(size, "trace_size")
     return _example_input(model, sizes[0] if len(sizes) == 1 else sizes, in_channels)
 
@@ -614,14 +627,14 @@ def truncate(
                 f"no border layer at input size {at.input_size_}: every layer still sees less "
                 f"than the input, nothing to truncate"
             )
-        input_size = input_size or at.trace_size or at.input_size_
+        input_size = input_size or at.trace_size_
         in_channels = in_channels or at.in_channels
         name = at.border_min_.name
     else:
         name = at.name if isinstance(at, LayerInfo) else at
     copied = copy.deepcopy(model)
     try:
-        with _evaluation(copied):
+        with evaluation_mode(copied):
             graph_module = fx.symbolic_trace(copied)
     except Exception as error:
         raise ReceptiveFieldError(
@@ -640,8 +653,8 @@ def truncate(
             raise ReceptiveFieldError(
                 "truncate needs input_size= (or example_input=) to size the head"
             )
-        example_input = example_input_for(model, input_size, in_channels)
-    with _evaluation(graph_module):
+        example_input = _example_input_for(model, input_size, in_channels)
+    with evaluation_mode(graph_module):
         ShapeProp(graph_module).propagate(example_input)
     shape = source.meta["tensor_meta"].shape
     if num_classes is None:

@@ -651,10 +651,13 @@ class MinibatchCKA(StreamingStatistic):
             self.skipped_batches += 1
             return
         dtype = _DTYPES[self.precision]
-        kernels: dict[int, _Kernel] = {}
+        kernels: dict[tuple, _Kernel] = {}
 
         def kernel(t: torch.Tensor, name: str) -> _Kernel:
-            key = id(t)  # the same tensor on both sides (a model against itself) is done once
+            # The same data on both sides (a model against itself) is done once. Keyed on the
+            # memory and layout, not id(): activation_matrix returns a new (detached) tensor
+            # object for every input, also for the same tensor given twice.
+            key = (t.device, t.data_ptr(), tuple(t.shape), t.stride(), t.dtype)
             if key not in kernels:
                 if not torch.isfinite(t).all():
                     raise SimilarityInputError(

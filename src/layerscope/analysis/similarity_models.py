@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from layerscope.analysis._tracing import batch_axis, evaluation_mode, model_device
 from layerscope.analysis.similarity import (
     DegenerateInputError,
     MinibatchCKA,
@@ -137,20 +139,15 @@ class SimilarityOverEpochs:
 
 
 # ------------------------------------------------------------------------- recording layers
-def _batch_axis(module: nn.Module) -> int:
-    """Recurrent layers and attention without batch_first put the batch second."""
-    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention)) and not module.batch_first:
-        return 1
-    return 0
-
-
 def _as_matrix(module: nn.Module, view: torch.Tensor, spatial: str) -> torch.Tensor:
     """A channels-last layer output (from features_view) as (samples, features)."""
     if view.dim() == 2:
         return view
+    # Batch first for every mode: with positions as samples, both models must list the rows
+    # of a batch in the same order (sample-major), whatever their layers' layouts.
+    view = view.movedim(batch_axis(module, view), 0)
     if spatial == "positions":
         return view.reshape(-1, view.shape[-1])
-    view = view.movedim(_batch_axis(module), 0)
     if spatial == "pool":
         return view.mean(dim=tuple(range(1, view.dim() - 1)))
     return view.reshape(view.shape[0], -1)
@@ -187,7 +184,7 @@ class _Recorder:
     def run(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         """Forward ``inputs`` and return the selected layers' matrices, in ``names`` order."""
         self.outputs.clear()
-        self.model(inputs.to(_device_of(self.model)))
+        self.model(inputs.to(model_device(self.model)))
         missing = [name for name in self.names if name not in self.outputs]
         if missing:
             raise SimilarityInputError(
@@ -205,12 +202,6 @@ class _Recorder:
         self.close()
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _inputs_of(batch) -> torch.Tensor:
     if isinstance(batch, torch.Tensor):
         return batch
@@ -220,27 +211,6 @@ def _inputs_of(batch) -> torch.Tensor:
         f"the data loader must yield input tensors or (inputs, targets, ...) tuples, got "
         f"{type(batch).__name__}; wrap it, e.g. (x for x, *_ in my_loader)"
     )
-
-
-class _EvalMode:
-    """Eval mode and no gradients for a few models; their training flags come back afterwards."""
-
-    def __init__(self, *models: nn.Module) -> None:
-        self.models = models
-
-    def __enter__(self) -> None:
-        # Every module's own flag: a model in training with a frozen (eval) BatchNorm inside
-        # must come back exactly so, which model.train(True) would not do.
-        self.flags = {m: m.training for model in self.models for m in model.modules()}
-        self.no_grad = torch.no_grad()
-        self.no_grad.__enter__()
-        for model in self.models:
-            model.eval()
-
-    def __exit__(self, *exc_info) -> None:
-        for module, flag in self.flags.items():
-            module.training = flag
-        self.no_grad.__exit__(*exc_info)
 
 
 # ---------------------------------------------------------------------------- the measures
@@ -309,10 +279,30 @@ def _accumulator(measure, num_x, num_y, unbiased, max_samples):
     return _Gathered(num_x, num_y, max_samples)
 
 
+def _check_options(measure: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The measure's options, checked by name before any batch runs."""
+    options = dict(options or {})
+    if measure == "cka":
+        if options:
+            raise SimilarityInputError(
+                f"measure 'cka' takes no options, got {options}; choose the estimator with "
+                f"unbiased=True / False"
+            )
+        return options
+    signature = inspect.signature(MEASURES[measure])
+    try:
+        signature.bind(None, None, **options)
+    except TypeError:
+        known = [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        raise SimilarityInputError(
+            f"options {sorted(options)} are not all options of measure {measure!r}; it takes "
+            f"{', '.join(known)}"
+        ) from None
+    return options
+
+
 def _finish(accumulator, measure, rows, cols, options) -> tuple[np.ndarray, int]:
     if isinstance(accumulator, MinibatchCKA):
-        if options:
-            raise SimilarityInputError(f"measure 'cka' takes no options, got {dict(options)}")
         return accumulator.compute().numpy(), int(accumulator.samples)
     if accumulator.count == 0:
         raise SimilarityInputError("the data loader yielded no batch")
@@ -373,6 +363,7 @@ def layer_similarity(
         [1.0, 1.0]
     """
     spatial = _check_measure(measure, spatial)
+    options = _check_options(measure, options)
     same = model_b is None or model_b is model_a
     model_b = model_a if model_b is None else model_b
     with contextlib.ExitStack() as stack:
@@ -380,7 +371,7 @@ def layer_similarity(
         rec_b = (
             rec_a if same else stack.enter_context(_Recorder(model_b, include, exclude, spatial))
         )
-        stack.enter_context(_EvalMode(model_a, model_b))
+        stack.enter_context(evaluation_mode(model_a, model_b))
         acc = _accumulator(measure, len(rec_a.names), len(rec_b.names), unbiased, max_samples)
         for inputs in _batches(loader, max_batches):
             xs = rec_a.run(inputs)
@@ -388,7 +379,7 @@ def layer_similarity(
             acc.update(xs, ys)
             if isinstance(acc, _Gathered) and acc.full:
                 break
-        values, count = _finish(acc, measure, rec_a.names, rec_b.names, options or {})
+        values, count = _finish(acc, measure, rec_a.names, rec_b.names, options)
     return SimilarityMatrix(values, rec_a.names, rec_b.names, measure, count, spatial)
 
 
@@ -449,6 +440,7 @@ def similarity_over_epochs(
         ((0, 1), ('0', '2'), [1.0, 1.0])
     """
     spatial = _check_measure(measure, spatial)
+    options = _check_options(measure, options)
     checkpoints = list(checkpoints)
     if not checkpoints:
         raise SimilarityInputError("checkpoints is empty; pass at least one model or state dict")
@@ -467,7 +459,7 @@ def similarity_over_epochs(
         with (
             _Recorder(reference, include, exclude, spatial) as rec_ref,
             _Recorder(current, rec_ref.names, None, spatial) as rec_cur,
-            _EvalMode(reference, current),
+            evaluation_mode(reference, current),
         ):
             names = rec_ref.names
             if rec_cur.names != names:
@@ -486,7 +478,7 @@ def similarity_over_epochs(
                     break
             row = []
             for acc, name in zip(accs, names, strict=True):
-                value, num_samples = _finish(acc, measure, (name,), (name,), options or {})
+                value, num_samples = _finish(acc, measure, (name,), (name,), options)
                 row.append(value[0, 0])
             rows.append(row)
     values = np.asarray(rows, dtype=np.float64)

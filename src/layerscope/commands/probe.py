@@ -63,25 +63,11 @@ def _percent(value) -> str:
     )
 
 
-def _limit_threads(threads: int) -> None:
-    import torch
-
-    if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)  # numpy / scikit-learn BLAS and OpenMP pools
-    except ImportError:  # pragma: no cover - comes with scikit-learn
-        pass
-
-
 def run(args: argparse.Namespace) -> int:
-    from layerscope.analysis.probes import ProbeSettings, probe_run
+    from layerscope.analysis.probes import ProbeSettings, limit_threads, probe_run
 
     if args.threads is not None:
-        _limit_threads(args.threads)
+        limit_threads(args.threads)
     settings = ProbeSettings(
         solver=args.solver,
         C=args.C,

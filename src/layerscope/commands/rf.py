@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
                 "parameters_truncated": advice.parameters_truncated,
                 "macs": advice.macs,
                 "macs_truncated": advice.macs_truncated,
+                "macs_size": list(advice.macs_size),
                 "strides_to_remove": advice.strides_to_remove,
+                "notes": list(advice.notes),
                 "text": advice.lines(),
             }
         print(json.dumps(payload, indent=2))

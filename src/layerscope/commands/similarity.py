@@ -1,39 +1,66 @@
-"""``layerscope similarity``: CCA, SVCCA, PWCCA and CKA between two saved activation matrices.
+"""``layerscope similarity``: CCA, SVCCA, PWCCA and CKA between two saved activation matrices, or
+layer by layer between two trained runs (SPEC C9).
 
-Comparing two saved *models* needs a model registry and checkpoint format (the experiments
-issue); until then the command compares activations a user saved, e.g. with
-``np.save("a.npy", layer_output.numpy())``, over the same samples in the same order.
+- ``layerscope similarity a.npy b.npy``: activations a user saved (e.g. with
+  ``np.save("a.npy", layer_output.numpy())``) over the same samples in the same order; every
+  measure is printed, a measure that cannot be computed as ``n/a: reason``.
+- ``layerscope similarity RUN_A RUN_B``: two run folders of the trainer; each model is rebuilt
+  from its ``config.json`` and newest checkpoint
+  (:func:`~layerscope.analysis.runs.load_run_model`), and
+  :func:`~layerscope.analysis.similarity_models.layer_similarity` compares every recorded layer
+  of A with every one of B on run A's data split. The matrix is printed; ``--out`` writes it as
+  a heatmap.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 MEASURE_NAMES = ("cca", "svcca", "pwcca", "cka", "cka_unbiased")
+#: What a single measure may fail with and still leave the others to print.
+_MEASURE_ERRORS = (ValueError, TypeError, ArithmeticError, RuntimeError)
+#: Options that only mean something when comparing two runs.
+_RUN_OPTIONS = ("split", "max_batches", "batch_size", "device", "out")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "similarity",
-        help="CCA, SVCCA, PWCCA and CKA between two saved activation matrices",
-        description="Compare two activation matrices over the same samples (.npy, or .pt "
-        "holding one tensor). Rows are samples; a (N, C, H, W) feature map needs --spatial.",
+        help="CCA, SVCCA, PWCCA and CKA between two activation files, or layer by layer "
+        "between two trained runs",
+        description="Two activation files (.npy, or .pt holding one tensor) over the same "
+        "samples: every measure once (a (N, C, H, W) feature map needs --spatial). Two run "
+        "folders: every recorded layer of RUN_A against every one of RUN_B on RUN_A's data "
+        "split, printed as a matrix and, with --out, drawn as a heatmap.",
     )
-    parser.add_argument("x", help="first activations (.npy or .pt)")
-    parser.add_argument("y", help="second activations, same samples in the same order")
+    parser.add_argument("x", help="first activations (.npy or .pt), or run folder RUN_A")
+    parser.add_argument("y", help="second activations (same samples, same order), or RUN_B")
     parser.add_argument(
         "--measure",
         choices=(*MEASURE_NAMES, "all"),
-        default="all",
-        help="which measure to print (default: all)",
+        help="files: which measure to print (default: all); runs: cka (default, minibatch "
+        "unbiased CKA), cca, svcca, pwcca or all",
     )
     parser.add_argument(
         "--spatial",
         choices=("positions", "pool", "flatten"),
-        help="for channels-first feature maps: positions as samples, average-pool, or flatten",
+        help="feature maps: positions as samples, average-pool, or flatten (runs: flatten for "
+        "cka, pool for the CCA family)",
     )
     parser.add_argument(
         "--variance", type=float, default=0.99, help="SVCCA variance fraction (0.99)"
+    )
+    runs = parser.add_argument_group("two runs")
+    runs.add_argument("--split", choices=("test", "train"), help="RUN_A's split to run (test)")
+    runs.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches")
+    runs.add_argument("--batch-size", type=int, help="batch size (RUN_A's)")
+    runs.add_argument("--device", help="cpu, cuda, ... (default: RUN_A's config)")
+    runs.add_argument(
+        "--out",
+        metavar="PATH",
+        help="write the heatmap there (.png, .pdf, .svg, ...); with --measure all one file per "
+        "measure, named <stem>-<measure><suffix>",
     )
     parser.set_defaults(handler=run)
 
@@ -49,10 +76,43 @@ def _load(path: str):
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{path}: expected one saved tensor, got {type(value).__name__}")
         return value
-    raise ValueError(f"{path}: unknown file type; save activations as .npy or .pt")
+    raise ValueError(
+        f"{path}: unknown file type; save activations as .npy or .pt, or give two run folders"
+    )
+
+
+def _each(names, compute, show) -> None:
+    """``compute(name)`` for every measure, shown with ``show``; a failing one prints
+    ``n/a: reason``. Raises the last error only when every measure failed."""
+    errors = []
+    for name in names:
+        try:
+            result = compute(name)
+        except _MEASURE_ERRORS as error:
+            reason = str(error) if isinstance(error, ValueError) else repr(error)
+            print(f"  {name:<14} n/a: {reason}")
+            errors.append(error)
+            continue
+        show(name, result)
+    if len(errors) == len(names):
+        raise errors[-1]
 
 
 def run(args: argparse.Namespace) -> int:
+    folders = [Path(p).is_dir() for p in (args.x, args.y)]
+    if all(folders):
+        return _compare_runs(args)
+    if any(folders):
+        raise ValueError(
+            f"give two activation files or two run folders, got {args.x!r} and {args.y!r}"
+        )
+    given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} only apply when comparing two run folders")
+    return _compare_files(args)
+
+
+def _compare_files(args: argparse.Namespace) -> int:
     from layerscope.analysis.similarity import cca, cka, pwcca, svcca
 
     x, y = _load(args.x), _load(args.y)
@@ -64,8 +124,81 @@ def run(args: argparse.Namespace) -> int:
         "cka": lambda: cka(x, y, **options),
         "cka_unbiased": lambda: cka(x, y, unbiased=True, **options),
     }
-    chosen = MEASURE_NAMES if args.measure == "all" else (args.measure,)
+    chosen = MEASURE_NAMES if args.measure in (None, "all") else (args.measure,)
     print(f"{args.x} {tuple(x.shape)} vs {args.y} {tuple(y.shape)}")
-    for name in chosen:
-        print(f"  {name:<14} {measures[name]():.6f}")
+    _each(chosen, lambda name: measures[name](), lambda name, v: print(f"  {name:<14} {v:.6f}"))
     return 0
+
+
+def _compare_runs(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from layerscope.analysis.runs import load_run_model, train_split_without_augmentation
+    from layerscope.analysis.similarity_models import MEASURES, layer_similarity
+
+    if args.measure == "cka_unbiased":
+        raise ValueError(
+            "--measure cka_unbiased is for activation files; between runs, cka already is the "
+            "unbiased minibatch CKA"
+        )
+    chosen = tuple(MEASURES) if args.measure == "all" else (args.measure or "cka",)
+    if args.out is not None:
+        from matplotlib.figure import Figure
+
+        formats = Figure().canvas.get_supported_filetypes()
+        if Path(args.out).suffix.lower().lstrip(".") not in formats:
+            raise ValueError(
+                f"--out {args.out!r} needs an image suffix matplotlib writes: .png, .pdf, .svg, "
+                f"... ({', '.join(sorted(formats))})"
+            )
+    model_a, data, cfg_a = load_run_model(args.x, device=args.device)
+    model_b, _, cfg_b = load_run_model(args.y, device=args.device)
+    split = args.split or "test"
+    dataset = train_split_without_augmentation(data) if split == "train" else data.test
+    loader = DataLoader(dataset, batch_size=args.batch_size or cfg_a.batch_size, shuffle=False)
+    names = _labels(args.x, args.y)
+    print(f"rows: {names[0]} ({cfg_a.model}), columns: {names[1]} ({cfg_b.model}); inputs: "
+          f"{split} split of {cfg_a.dataset} at {cfg_a.resolution} px (run A's data)")  # fmt: skip
+    if (cfg_b.dataset, cfg_b.resolution) != (cfg_a.dataset, cfg_a.resolution):
+        print(f"note: run B was trained on {cfg_b.dataset} at {cfg_b.resolution} px")
+
+    def compute(measure: str):
+        return layer_similarity(
+            model_a,
+            model_b,
+            loader,
+            measure=measure,
+            include=cfg_a.tracker.include,
+            exclude=cfg_a.tracker.exclude or None,
+            spatial=args.spatial,
+            max_batches=args.max_batches,
+            options={"variance": args.variance} if measure == "svcca" else None,
+        )
+
+    def show(measure: str, matrix) -> None:
+        print(f"{measure} ({matrix.num_samples} samples, spatial={matrix.spatial}):")
+        print(_table(matrix))
+        if args.out is not None:
+            from layerscope.report.similarity import plot_similarity_matrix
+
+            path = Path(args.out)
+            if len(chosen) > 1:
+                path = path.with_name(f"{path.stem}-{measure}{path.suffix}")
+            plot_similarity_matrix(matrix, path=path, labels=names)
+            print(f"heatmap: {path}")
+
+    _each(chosen, compute, show)
+    return 0
+
+
+def _labels(a: str, b: str) -> tuple[str, str]:
+    """Short names of the two runs for the table and the heatmap's axes."""
+    short = Path(a).resolve().name, Path(b).resolve().name
+    return short if short[0] != short[1] else (str(a), str(b))
+
+
+def _table(matrix) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame(matrix.values, index=list(matrix.rows), columns=list(matrix.cols))
+    return frame.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a")
