@@ -11,8 +11,8 @@ Two front ends record one list of :class:`Op` (what each operation does to a rec
   (``x + y``, ``F.max_pool2d``, ``torch.cat``, ...). Tensors are followed by identity.
 
 Both run the model in evaluation mode without gradients and restore every module's mode
-(:func:`evaluation_mode`, which every analysis that runs a model shares, with
-:func:`model_device` and :func:`batch_axis`). The receptive-field arithmetic lives in
+(:func:`layerscope.tracking.modes.evaluation_mode`, which every analysis that runs a model
+shares). The receptive-field arithmetic lives in
 :mod:`layerscope.analysis.receptive_field`.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -29,14 +28,13 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
+from layerscope.tracking.modes import evaluation_mode
+
 __all__ = [
     "Op",
     "Trace",
     "TraceError",
-    "batch_axis",
-    "evaluation_mode",
     "example_input",
-    "model_device",
     "trace",
 ]
 
@@ -436,63 +434,6 @@ def _reduce_dims(args: tuple, kwargs: dict) -> Any:
     if len(args) > 1 and isinstance(args[1], (int, tuple, list)):
         return args[1]
     return None
-
-
-# -- facts about a model that every analysis needs ---------------------------------------------
-
-
-@contextmanager
-def evaluation_mode(*models: nn.Module) -> Iterator[None]:
-    """Evaluation mode without gradients for ``models``; every module's own training flag
-    comes back afterwards, also after an error.
-
-    ``model.train(was_training)`` would not do: it sets every submodule to the top-level flag,
-    so a frozen (eval) BatchNorm inside a training model would come back in training mode.
-
-    Example:
-        >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
-        >>> _ = model[1].eval()          # frozen BatchNorm in a model that trains
-        >>> with evaluation_mode(model):
-        ...     model.training, torch.is_grad_enabled()
-        (False, False)
-        >>> model.training, model[0].training, model[1].training
-        (True, True, False)
-    """
-    flags = {module: module.training for model in models for module in model.modules()}
-    try:
-        for model in models:
-            model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for module, flag in flags.items():
-            module.training = flag
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where the model's first parameter (or buffer) lives; the CPU for a model without any.
-
-    Example:
-        >>> model_device(nn.Linear(2, 3)), model_device(nn.ReLU())
-        (device(type='cpu'), device(type='cpu'))
-    """
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def batch_axis(module: nn.Module, output: torch.Tensor) -> int:
-    """The axis of ``output`` that holds the samples: 1 for the (T, N, ...) outputs of layers
-    built with ``batch_first=False`` (recurrent layers, attention, transformers), else 0.
-
-    Example:
-        >>> lstm = nn.LSTM(3, 4)               # batch_first=False: (T, N, H)
-        >>> batch_axis(lstm, lstm(torch.zeros(5, 2, 3))[0])
-        1
-        >>> batch_axis(nn.LSTM(3, 4, batch_first=True), torch.zeros(2, 5, 4))
-        0
-    """
-    return 1 if getattr(module, "batch_first", True) is False and output.dim() == 3 else 0
 
 
 # -- front ends --------------------------------------------------------------------------------

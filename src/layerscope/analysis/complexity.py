@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from layerscope.analysis._tracing import TraceError, _shape_run, evaluation_mode, normalize_name
+from layerscope.analysis._tracing import TraceError, _shape_run, normalize_name
 from layerscope.analysis._tracing import example_input as _example_input
+from layerscope.tracking.modes import evaluation_mode
 
 __all__ = ["FlopCount", "ParameterCount", "count_flops", "count_parameters"]
 

@@ -49,7 +49,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from layerscope.analysis._tracing import batch_axis, evaluation_mode, model_device
 from layerscope.stats.samples import downsample
 from layerscope.store.atomic import atomic_write_text
 from layerscope.tracking.layers import (
@@ -58,6 +57,7 @@ from layerscope.tracking.layers import (
     features_tensor,
     select_layers,
 )
+from layerscope.tracking.modes import batch_axis, evaluation_mode, model_device
 
 __all__ = [
     "LATENTS_FORMAT",

@@ -44,9 +44,10 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from layerscope.analysis._tracing import Op, Trace, evaluation_mode, trace
+from layerscope.analysis._tracing import Op, Trace, trace
 from layerscope.analysis._tracing import example_input as _example_input
 from layerscope.tracking.layers import LayerInfo, describe_layers, select_layers
+from layerscope.tracking.modes import evaluation_mode
 
 __all__ = [
     "DownsamplingOption",

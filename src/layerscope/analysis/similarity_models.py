@@ -39,7 +39,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from layerscope.analysis._tracing import batch_axis, evaluation_mode, model_device
 from layerscope.analysis.similarity import (
     DegenerateInputError,
     MinibatchCKA,
@@ -51,6 +50,7 @@ from layerscope.analysis.similarity import (
     svcca,
 )
 from layerscope.tracking.layers import features_view, select_layers
+from layerscope.tracking.modes import batch_axis, evaluation_mode, model_device
 
 __all__ = [
     "MEASURES",

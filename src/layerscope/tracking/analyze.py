@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from layerscope.tracking.modes import evaluation_mode
 from layerscope.tracking.tracker import Tracker
 
 __all__ = ["analyze"]
@@ -59,18 +60,14 @@ def analyze(
         128
     """
     device = torch.device(device) if device is not None else None
-    modes = {module: module.training for module in model.modules()}  # restored one by one
-    model.eval()
     tracker = Tracker(model, statistics=statistics, weights=False, figures=False, **tracker_options)
     try:
-        with tracker.phase("analysis"), torch.no_grad():
+        with evaluation_mode(model), tracker.phase("analysis"):
             for batch in data:
                 model(_to(_inputs(batch), device))
         tracker.close()
     finally:
         tracker._abort()  # no-op after close(); removes hooks if a batch failed
-        for module, mode in modes.items():
-            module.training = mode
     df = tracker.dataframe()
     rows = df[df.layer.notna() & (df.phase == "analysis")]
     if rows.empty:
