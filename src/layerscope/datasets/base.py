@@ -15,7 +15,6 @@ on the index only, so the test set is the same every epoch.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -385,18 +384,7 @@ def load_dataset(name: str, /, **kwargs: Any) -> DatasetSplits:
         (1437, 360, 10, (1, 16, 16))
     """
     factory = DATASETS.get(name)
-    signature = inspect.signature(factory)
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    unknown = [k for k in kwargs if k not in signature.parameters]
-    if unknown and not accepts_any:
-        import difflib
-
-        known = [p for p in signature.parameters if not p.startswith("_")]
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise TypeError(
-            f"dataset {name!r} has no option {unknown[0]!r}.{hint} Its options: {', '.join(known)}."
-        )
+    DATASETS.check_options(name, kwargs)
     return factory(**kwargs)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -101,6 +102,34 @@ class Registry(Generic[T]):
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
         return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {shown}."
+
+    def check_options(
+        self, name: str, options: Iterable[str], error: type[Exception] = TypeError
+    ) -> None:
+        """Raise ``error`` naming the first keyword the factory ``name`` does not take, with the
+        closest valid one and all of them; a factory taking ``**kwargs`` accepts anything.
+
+        Example:
+            >>> shapes = Registry("shape")
+            >>> shapes.add("square", lambda size=1, colour="red": None)
+            >>> shapes.check_options("square", ["colur"])
+            Traceback (most recent call last):
+            ...
+            TypeError: shape 'square' has no option 'colur'. Did you mean 'colour'? Its options: size, colour.
+        """
+        parameters = inspect.signature(self.get(name)).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return
+        known = [n for n, p in parameters.items()
+                 if p.kind is not p.VAR_POSITIONAL and not n.startswith("_")]  # fmt: skip
+        for option in options:
+            if option not in known:
+                close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise error(
+                    f"{self.kind} {name!r} has no option {option!r}.{hint} "
+                    f"Its options: {', '.join(known)}."
+                )
 
     def create(self, name: str, /, **kwargs: Any) -> Any:
         """Call the factory registered as ``name`` with ``kwargs``."""

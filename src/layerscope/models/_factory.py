@@ -11,9 +11,7 @@ is needed for anything else; ``list_models()`` lists the registered models only.
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -68,20 +66,6 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.list(pattern)
 
 
-def _check_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
-    parameters = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    known = [n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    for option in options:
-        if option not in known:
-            close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ModelOptionError(
-                f"model {name!r} has no option {option!r}.{hint} Its options: {', '.join(known)}."
-            )
-
-
 def _create_external(prefix: str, name: str, num_classes: int, in_channels: int, kwargs: dict):
     package = _PREFIXES[prefix]
     try:
@@ -125,5 +109,5 @@ def create_model(
     if sep and prefix in _PREFIXES:
         return _create_external(prefix, rest, num_classes, in_channels, kwargs)
     factory = MODELS.get(name)
-    _check_options(name, factory, kwargs)
+    MODELS.check_options(name, kwargs, ModelOptionError)
     return factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
