@@ -1,30 +1,77 @@
-"""Typed exceptions and warnings raised by layerscope.
+"""Every exception and warning layerscope raises, under one base class each.
 
-Every error a user can cause subclasses ``ValueError`` or ``TypeError`` so that existing
-``except ValueError`` code keeps working, and its message names the thing, the value, the rule
-and the fix.
+A mistake a user can make raises a subclass of :class:`LayerscopeError`, and also of the builtin
+it resembles (``ValueError``, ``TypeError``, ``KeyError``, ``FileNotFoundError``), so that
+existing ``except ValueError`` code keeps working. Its message names the thing, the value, the
+rule and the fix, in the syntax of where the user is (a config key, a command-line flag, a
+Python keyword). The command line reports a :class:`LayerscopeError` as one line and lets any
+other exception (a bug) show its traceback.
+
+Warnings derive from :class:`LayerscopeWarning`, so ``warnings.simplefilter("ignore",
+LayerscopeWarning)`` silences all of them.
+
+Example:
+    >>> from layerscope.errors import LayerscopeError, OptionError
+    >>> try:
+    ...     raise OptionError("delta must be in (0, 1], got 2")
+    ... except ValueError as error:   # also a ValueError
+    ...     isinstance(error, LayerscopeError)
+    True
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "ConfigKeyError",
+    "ConfigTypeError",
+    "DatasetFormatError",
+    "DatasetNotFoundError",
+    "DegenerateInputError",
+    "FewSamplesWarning",
+    "LatentsError",
+    "LayerSelectionError",
+    "LayerTooWideError",
+    "LayerscopeError",
+    "LayerscopeWarning",
+    "MissingDependencyError",
+    "ModelOptionError",
+    "ModelUnavailableError",
+    "NonFiniteBatchWarning",
+    "OptionError",
+    "OptionTypeError",
+    "PhaseError",
+    "ProbeSettingsError",
+    "ReceptiveFieldError",
+    "RunFolderError",
+    "SimilarityInputError",
+    "StateMismatchError",
+    "StoreError",
+    "TooFewSamplesError",
+    "TraceError",
+    "UndefinedSimilarityWarning",
+    "UnknownNameError",
+]
 
-class LayerTooWideError(ValueError):
-    """A layer has more output features than a full covariance may hold.
 
-    Raised before any memory is allocated; the message names the layer (when known), its width,
-    the memory a covariance would need and how to proceed.
-    """
+class LayerscopeError(Exception):
+    """Base class of every error a user of layerscope can cause."""
 
 
-class StateMismatchError(ValueError):
-    """Two streaming statistics that cannot be merged (different widths, dtypes or options)."""
+class LayerscopeWarning(UserWarning):
+    """Base class of every warning layerscope issues."""
 
 
-class NonFiniteBatchWarning(RuntimeWarning):
-    """Batches containing NaN or inf were rejected and not folded into a statistic."""
+# --------------------------------------------------------------------------- general
+class OptionError(LayerscopeError, ValueError):
+    """An argument or option whose value cannot work (out of range, wrong combination)."""
 
 
-class UnknownNameError(KeyError):
+class OptionTypeError(LayerscopeError, TypeError):
+    """An argument or option of the wrong type."""
+
+
+class UnknownNameError(LayerscopeError, KeyError):
     """A name that is not in a registry; the message suggests the closest valid names.
 
     Subclasses ``KeyError`` because it is a failed lookup, but prints its message plainly.
@@ -34,11 +81,41 @@ class UnknownNameError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class PhaseError(RuntimeError):
+class MissingDependencyError(LayerscopeError, ImportError):
+    """An optional package is not installed; the message names the extra that installs it."""
+
+
+class RunFolderError(LayerscopeError, FileNotFoundError):
+    """A run folder, store or checkpoint that is not there (or not what was expected)."""
+
+
+class StoreError(LayerscopeError, ValueError):
+    """A store file that exists but cannot be read or written as a layerscope store."""
+
+
+# --------------------------------------------------------------------------- numerics and tracking
+class StateMismatchError(OptionError):
+    """Two streaming statistics that cannot be merged (different widths, dtypes or options)."""
+
+
+class LayerTooWideError(OptionError):
+    """A layer has more output features than a full covariance may hold.
+
+    Raised before any memory is allocated; the message names the layer (when known), its width,
+    the memory a covariance would need and how to proceed.
+    """
+
+
+class LayerSelectionError(OptionError):
+    """include/exclude selected nothing, or named something that is not there."""
+
+
+class PhaseError(LayerscopeError, RuntimeError):
     """The tracker's epoch/phase calls happened in an order that cannot be right."""
 
 
-class ConfigError(ValueError):
+# --------------------------------------------------------------------------- experiments
+class ConfigError(LayerscopeError, ValueError):
     """An experiment config that cannot run, found before anything trains.
 
     The message names the file (when known), the key path (``optimizer.lr``), the value, the rule
@@ -54,9 +131,59 @@ class ConfigTypeError(ConfigError, TypeError):
     """A config value of the wrong type; names the key, the value and the expected type."""
 
 
-class DatasetNotFoundError(FileNotFoundError, ValueError):
+class DatasetNotFoundError(LayerscopeError, FileNotFoundError, ValueError):
     """A dataset's files are not on disk; the message says which files to put in which folder."""
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(LayerscopeError, ValueError):
     """A dataset file exists but is not in its format (bad magic number, truncated, wrong keys)."""
+
+
+class ModelOptionError(LayerscopeError, TypeError):
+    """A model factory was given a keyword option it does not have."""
+
+
+class ModelUnavailableError(LayerscopeError, ValueError):
+    """A ``tv:`` / ``timm:`` model was asked for but that package cannot be imported."""
+
+
+# --------------------------------------------------------------------------- analyses
+class TraceError(LayerscopeError, ValueError):
+    """The model could not be run on the example input (wrong size, channels, ...)."""
+
+
+class ReceptiveFieldError(LayerscopeError, ValueError):
+    """A receptive-field analysis was asked for something it cannot do (bad option, no border)."""
+
+
+class SimilarityInputError(LayerscopeError, ValueError):
+    """Activation matrices that cannot be compared (shape, sample count, NaN, option)."""
+
+
+class TooFewSamplesError(SimilarityInputError):
+    """Too few samples for a CCA-type measure: correlations of 1 would follow from counting."""
+
+
+class DegenerateInputError(SimilarityInputError):
+    """A representation with no variance (or no estimable variance): similarity is undefined."""
+
+
+class LatentsError(LayerscopeError, ValueError):
+    """A reduction, a layer output or a latents folder that cannot be used as asked."""
+
+
+class ProbeSettingsError(LayerscopeError, ValueError):
+    """A probe option or input that cannot work (bad C, too few classes, shape mismatch)."""
+
+
+# --------------------------------------------------------------------------- warnings
+class NonFiniteBatchWarning(LayerscopeWarning, RuntimeWarning):
+    """Batches containing NaN or inf were rejected and not folded into a statistic."""
+
+
+class FewSamplesWarning(LayerscopeWarning):
+    """Few samples per kept direction: CCA-type values are inflated even for unrelated data."""
+
+
+class UndefinedSimilarityWarning(LayerscopeWarning):
+    """Some entries of a similarity matrix are undefined (NaN): a representation had no variance."""

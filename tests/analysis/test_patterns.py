@@ -12,7 +12,7 @@ from layerscope.analysis.complexity import count_flops, count_parameters
 from layerscope.analysis.patterns import advise, find_tail, width_advice
 from layerscope.analysis.receptive_field import receptive_field, truncate
 from layerscope.cli import main
-from layerscope.lab.registry import MODELS
+from layerscope.registry import MODELS
 from layerscope.models import create_model
 
 

@@ -13,7 +13,7 @@ from layerscope.analysis.similarity_models import layer_similarity
 from layerscope.cli import main
 from layerscope.datasets import load_dataset
 from layerscope.lab import load_config
-from layerscope.lab.registry import MODELS
+from layerscope.registry import MODELS
 from layerscope.lab.trainer import train_run
 
 

@@ -16,7 +16,7 @@ from layerscope.lab.config import (
     resolve_device,
     run_dir,
 )
-from layerscope.lab.registry import MODELS
+from layerscope.registry import MODELS
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "vgg_width_sweep.toml"
 
@@ -37,7 +37,7 @@ def models():
         MODELS.add(name, {"tiny_mlp": _tiny_mlp, "vgg11": _vgg11}[name])
     yield
     for name in added:
-        MODELS._entries.pop(name)
+        MODELS.remove(name)
 
 
 def runs(**config):
@@ -289,11 +289,11 @@ def test_factory_keyword_arguments_are_checked():
 
 
 def test_a_model_registered_inside_a_test_with_a_monkeypatched_registry(monkeypatch):
-    from layerscope.lab.registry import Registry
+    from layerscope.registry import Registry
 
     registry = Registry("model")
     registry.add("only_here", lambda **kwargs: None)
-    monkeypatch.setattr("layerscope.lab.registry.MODELS", registry)
+    monkeypatch.setattr("layerscope.registry.MODELS", registry)
     (run,) = load_config({"model": "only_here", "model_kwargs": {"anything": 1}})
     assert run.model == "only_here"
     with pytest.raises(ConfigError, match="Known models: only_here"):

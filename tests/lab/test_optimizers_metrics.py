@@ -6,7 +6,7 @@ import torch
 from layerscope.lab import metrics, optimizers  # noqa: F401  (registers the entries)
 from layerscope.lab.metrics import accuracy, top5, topk_correct
 from layerscope.lab.optimizers import step_schedule
-from layerscope.lab.registry import METRICS, OPTIMIZERS
+from layerscope.registry import METRICS, OPTIMIZERS
 
 
 def test_registries_hold_the_built_ins():

@@ -18,7 +18,7 @@ from layerscope import load
 from layerscope.errors import ConfigError
 from layerscope.lab import load_config
 from layerscope.lab.checkpoint import latest_checkpoint
-from layerscope.lab.registry import MODELS
+from layerscope.registry import MODELS
 from layerscope.lab.trainer import train_run
 
 TINY = textwrap.dedent(
@@ -26,7 +26,7 @@ TINY = textwrap.dedent(
     import time
     import torch
     from torch import nn
-    from layerscope.lab.registry import MODELS
+    from layerscope.registry import MODELS
 
     class TinyNet(nn.Module):
         def __init__(self, num_classes=10, in_channels=1, width=1.0, delay=0.0):
@@ -229,6 +229,6 @@ def test_width_needs_a_model_with_a_width_factor_and_num_classes_comes_from_the_
         with pytest.raises(ConfigError, match="has no width factor"):
             config(tmp_path, model="no_width_net", width=0.5)
     finally:
-        MODELS._entries.pop("no_width_net")
+        MODELS.remove("no_width_net")
     with pytest.raises(ConfigError, match="num_classes"):
         config(tmp_path, model_kwargs={"num_classes": 3})

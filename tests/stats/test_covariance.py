@@ -116,7 +116,7 @@ def test_merge_into_empty_and_of_empty():
 
 
 def test_merge_rejects_other_widths():
-    with pytest.raises(StateMismatchError, match="3 and 4 features"):
+    with pytest.raises(StateMismatchError, match="num_features=3 into one with num_features=4"):
         StreamingCovariance(4).merge(StreamingCovariance(3))
 
 
@@ -269,7 +269,7 @@ def test_reset_and_state_dict_round_trip():
     state = cov.state_dict()
     assert set(state) == {"count", "mean", "comoment", "rejected_batches"}
     assert cov.reductions == {
-        "count": "sum",
+        "count": "chan",  # the moments (count, mean, co-moment) combine by Chan's formula
         "mean": "chan",
         "comoment": "chan",
         "rejected_batches": "sum",

@@ -167,7 +167,7 @@ def test_registry_adds_user_statistics_and_rejects_duplicates():
         with pytest.raises(ValueError, match="already registered"):
             register_statistic(name)(largest)
     finally:
-        spectrum_module._STATISTICS.pop(name)
+        spectrum_module.STATISTICS.remove(name)
 
 
 def test_unknown_statistic_suggests_close_names():

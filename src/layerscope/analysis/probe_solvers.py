@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from layerscope.lab.registry import Registry
+from layerscope.registry import Registry
 
 __all__ = [
     "PROBE_SOLVERS",

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         import layerscope.datasets  # fills DATASETS
         import layerscope.lab  # fills OPTIMIZERS and METRICS
-        from layerscope.lab import registry
+        from layerscope import registry
 
         try:
             import layerscope.models  # noqa: F401 - fills MODELS

@@ -1,4 +1,4 @@
-"""Datasets for experiments (SPEC C11), registered in :data:`layerscope.lab.registry.DATASETS`.
+"""Datasets for experiments (SPEC C11), registered in :data:`layerscope.registry.DATASETS`.
 
 - ``digits``: scikit-learn's embedded 8x8 digits, the default; nothing to download.
 - ``synthetic``: random-prototype images with controllable difficulty.

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from layerscope.datasets.transforms import Pipeline, SampleRandom, convert_channels
 from layerscope.errors import DatasetNotFoundError
-from layerscope.lab.registry import DATASETS
+from layerscope.registry import DATASETS
 
 __all__ = [
     "ArraySource",

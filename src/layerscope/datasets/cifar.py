@@ -28,7 +28,7 @@ from layerscope.datasets.base import (
     missing_files_error,
 )
 from layerscope.errors import DatasetFormatError
-from layerscope.lab.registry import DATASETS
+from layerscope.registry import DATASETS
 
 __all__ = ["cifar10", "cifar100", "read_cifar_batch"]
 

@@ -25,7 +25,7 @@ from layerscope.datasets.base import (
     build_splits,
     stratified_split,
 )
-from layerscope.lab.registry import DATASETS
+from layerscope.registry import DATASETS
 
 __all__ = ["DIGITS_TEST_SIZE", "digits"]
 

@@ -27,7 +27,7 @@ from layerscope.datasets.base import (
 )
 from layerscope.datasets.transforms import Pipeline
 from layerscope.errors import DatasetFormatError, DatasetNotFoundError
-from layerscope.lab.registry import DATASETS
+from layerscope.registry import DATASETS
 
 __all__ = ["FileSource", "image_folder", "read_image"]
 

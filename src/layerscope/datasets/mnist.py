@@ -30,7 +30,7 @@ from layerscope.datasets.base import (
     missing_files_error,
 )
 from layerscope.errors import DatasetFormatError
-from layerscope.lab.registry import DATASETS
+from layerscope.registry import DATASETS
 
 __all__ = ["fashion_mnist", "mnist", "read_idx"]
 

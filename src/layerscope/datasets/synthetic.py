@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from layerscope.datasets.base import ArraySource, DatasetSplits, build_splits
-from layerscope.lab.registry import DATASETS
+from layerscope.registry import DATASETS
 
 __all__ = ["make_synthetic", "synthetic"]
 

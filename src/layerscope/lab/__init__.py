@@ -6,7 +6,7 @@ Importing this package fills the optimizer and metric registries.
 from layerscope.lab import metrics, optimizers
 from layerscope.lab.config import RunConfig, describe_runs, load_config, run_dir
 from layerscope.lab.optimizers import step_schedule
-from layerscope.lab.registry import DATASETS, METRICS, MODELS, OPTIMIZERS, Registry
+from layerscope.registry import DATASETS, METRICS, MODELS, OPTIMIZERS, Registry
 
 __all__ = [
     "DATASETS",

@@ -33,14 +33,14 @@ template over the config's keys, such as ``"w{width}-s{seed}"`` or ``"{optimizer
 Two runs of one grid that would share a folder are an error.
 
 Example:
-    >>> from layerscope.lab.registry import MODELS
+    >>> from layerscope.registry import MODELS
     >>> MODELS.add("doc_mlp", lambda width=1.0: None)
     >>> runs = load_config({"model": "doc_mlp", "width": [1, "1/2"], "epochs": 2, "run_id": "w{width}"})
     >>> [(run.width, run.optimizer.name, run.optimizer.lr) for run in runs]
     [(1.0, 'adam', 0.001), (0.5, 'adam', 0.001)]
     >>> run_dir(runs[1]).as_posix()
     'logs/doc_mlp/digits/32/w0.5'
-    >>> _ = MODELS._entries.pop("doc_mlp")
+    >>> _ = MODELS.remove("doc_mlp")
 """
 
 from __future__ import annotations
@@ -204,14 +204,14 @@ class RunConfig:
         """Validate one run's mapping (no grid: lists are values here) and resolve defaults.
 
         Example:
-            >>> from layerscope.lab.registry import MODELS
+            >>> from layerscope.registry import MODELS
             >>> MODELS.add("doc_net", lambda width=1.0: None)
             >>> cfg = RunConfig.from_dict({"model": "doc_net", "optimizer": {"name": "sgd"}})
             >>> cfg.optimizer.lr, cfg.optimizer.momentum, len(cfg.run_id)
             (0.01, 0.9, 8)
             >>> RunConfig.from_dict(cfg.to_dict()) == cfg
             True
-            >>> _ = MODELS._entries.pop("doc_net")
+            >>> _ = MODELS.remove("doc_net")
         """
         context = Context(cls, source)
         config = build(cls, apply_aliases(data, context), "", context)
@@ -281,7 +281,7 @@ def _takes(factory, name: str) -> bool:
 
 
 def _resolve_optimizer(cfg: OptimizerConfig, context: Context) -> OptimizerConfig:
-    from layerscope.lab.registry import OPTIMIZERS
+    from layerscope.registry import OPTIMIZERS
 
     factory = _lookup(OPTIMIZERS, cfg.name, "optimizer.name", context)
     parameters = inspect.signature(factory).parameters
@@ -300,7 +300,7 @@ def _resolve_optimizer(cfg: OptimizerConfig, context: Context) -> OptimizerConfi
 
 def _resolve(cfg: RunConfig, context: Context) -> RunConfig:
     from layerscope.errors import UnknownNameError
-    from layerscope.lab.registry import DATASETS, METRICS, MODELS
+    from layerscope.registry import DATASETS, METRICS, MODELS
     from layerscope.stats.spectrum import get_statistic
 
     _load_registries()
@@ -426,7 +426,7 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
     of the grid and the key when anything is wrong, and when two runs would share a folder.
 
     Example:
-        >>> from layerscope.lab.registry import MODELS
+        >>> from layerscope.registry import MODELS
         >>> MODELS.add("doc_cnn", lambda width=1.0: None)
         >>> grid = load_config({"model": "doc_cnn", "seed": [0, 1], "optimizer": "sgd"})
         >>> [(run.seed, run.optimizer.lr) for run in grid]
@@ -435,7 +435,7 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
         Traceback (most recent call last):
         ...
         layerscope.errors.ConfigTypeError: config: key 'optimizer.lr' = 'high' (str) should be a number or none
-        >>> _ = MODELS._entries.pop("doc_cnn")
+        >>> _ = MODELS.remove("doc_cnn")
     """
     source = None
     if isinstance(config, (str, PathLike)):

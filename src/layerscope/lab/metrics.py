@@ -1,4 +1,4 @@
-"""Metrics registered in :data:`~layerscope.lab.registry.METRICS`.
+"""Metrics registered in :data:`~layerscope.registry.METRICS`.
 
 A metric is a function ``(logits (N, C), targets (N,)) -> number of correct predictions`` as a
 0-dim int64 tensor on the logits' device. Counts add up over batches (unlike per-batch means,
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from layerscope.lab.registry import METRICS
+from layerscope.registry import METRICS
 
 __all__ = ["accuracy", "top5", "topk_correct"]
 

@@ -1,4 +1,4 @@
-"""Optimizers registered in :data:`~layerscope.lab.registry.OPTIMIZERS`, and the step schedule.
+"""Optimizers registered in :data:`~layerscope.registry.OPTIMIZERS`, and the step schedule.
 
 Every factory has the signature ``(params, *, lr, momentum, weight_decay) -> Optimizer`` with
 the optimizer's usual defaults, so a config that leaves a value out gets that default and the
@@ -18,7 +18,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import StepLR
 
-from layerscope.lab.registry import OPTIMIZERS
+from layerscope.registry import OPTIMIZERS
 
 __all__ = ["adam", "adamw", "rmsprop", "sgd", "step_schedule"]
 

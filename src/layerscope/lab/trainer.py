@@ -48,7 +48,7 @@ from layerscope.lab.config import (
     run_dir,
 )
 from layerscope.lab.optimizers import step_schedule
-from layerscope.lab.registry import METRICS, MODELS, OPTIMIZERS
+from layerscope.registry import METRICS, MODELS, OPTIMIZERS
 from layerscope.store.atomic import atomic_save, atomic_write_text
 from layerscope.store.sinks import SQLiteSink
 from layerscope.tracking.tracker import Tracker

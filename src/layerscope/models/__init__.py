@@ -13,7 +13,7 @@ All are initialised Kaiming-He (8.3.1). ``create_model("tv:NAME")`` / ``create_m
 build torchvision / timm models when those packages can be imported.
 """
 
-from layerscope.lab.registry import MODELS
+from layerscope.registry import MODELS
 from layerscope.models._common import init_kaiming_, scale_channels
 from layerscope.models._factory import (
     ModelOptionError,

@@ -1,6 +1,6 @@
 """Registering, listing and creating models (after timm's ``_registry.py`` / ``_factory.py``).
 
-Every model of the zoo lives in the shared registry :data:`layerscope.lab.registry.MODELS`.
+Every model of the zoo lives in the shared registry :data:`layerscope.registry.MODELS`.
 Factories take ``num_classes`` and ``in_channels`` plus their own keyword options.
 
 Models of torchvision and timm resolve through a prefix, imported only when asked for:
@@ -17,25 +17,16 @@ from typing import Any
 
 from torch import nn
 
-from layerscope.lab.registry import MODELS
+from layerscope.errors import ModelOptionError, ModelUnavailableError, OptionError
+from layerscope.registry import MODELS
 
 __all__ = [
-    "ModelOptionError",
-    "ModelUnavailableError",
     "create_model",
     "list_models",
     "register_model",
 ]
 
 _PREFIXES = {"tv": "torchvision", "timm": "timm"}
-
-
-class ModelOptionError(TypeError):
-    """A model factory was given a keyword option it does not have."""
-
-
-class ModelUnavailableError(ValueError):
-    """A ``tv:`` / ``timm:`` model was asked for but that package cannot be imported."""
 
 
 def register_model(
@@ -51,7 +42,7 @@ def register_model(
         ...     return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
         >>> "tiny_doc_example" in list_models("tiny_*")
         True
-        >>> _ = MODELS._entries.pop("tiny_doc_example")  # keep the shared registry clean
+        >>> _ = MODELS.remove("tiny_doc_example")  # keep the shared registry clean
     """
     return MODELS.register(name, override=override)
 
@@ -79,7 +70,7 @@ def _create_external(prefix: str, name: str, num_classes: int, in_channels: int,
     if package == "timm":
         return module.create_model(name, num_classes=num_classes, in_chans=in_channels, **kwargs)
     if in_channels != 3:
-        raise ValueError(
+        raise OptionError(
             f"torchvision model {name!r} takes 3 input channels, got in_channels={in_channels}; "
             f"use a registered model or timm (which adapts the stem)"
         )

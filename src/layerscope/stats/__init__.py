@@ -1,6 +1,14 @@
-"""Pure numerics: streaming covariance of layer outputs and the statistics of its spectrum.
+"""Pure numerics: streaming statistics of layer outputs and the statistics of their spectra.
 
 No hooks and no files here; everything works on tensors and arrays (SPEC C1, C2).
+
+- :mod:`~layerscope.stats.base`: :class:`StreamingStatistic`, the contract (declared
+  reductions drive merge, sync, reset, state dicts); :mod:`~layerscope.stats.moments`: Chan's
+  pairwise update, the one place it is written;
+- :mod:`~layerscope.stats.covariance`: :class:`StreamingCovariance`;
+- :mod:`~layerscope.stats.spectrum`: saturation, intrinsic dimension and the other statistics of
+  one eigendecomposition, registered in :data:`STATISTICS`;
+- :mod:`~layerscope.stats.samples`: tensor layouts to (samples, features) matrices.
 """
 
 from layerscope.stats.base import StreamingStatistic
@@ -10,10 +18,12 @@ from layerscope.stats.covariance import (
     StreamingCovariance,
     release_workspaces,
 )
-from layerscope.stats.samples import channels_last_view, downsample, sequence_view, to_samples
+from layerscope.stats.moments import chan_merge, chan_sync
+from layerscope.stats.samples import downsample, feature_map_matrix, to_samples
 from layerscope.stats.spectrum import (
     DEFAULT_DELTA,
     DEFAULT_STATISTICS,
+    STATISTICS,
     Spectrum,
     SpectrumStatistics,
     compute_statistics,
@@ -31,16 +41,19 @@ __all__ = [
     "DEFAULT_DELTA",
     "DEFAULT_MAX_FEATURES",
     "DEFAULT_STATISTICS",
+    "STATISTICS",
     "CovarianceResult",
     "Spectrum",
     "SpectrumStatistics",
     "StreamingCovariance",
     "StreamingStatistic",
-    "channels_last_view",
+    "chan_merge",
+    "chan_sync",
     "compute_statistics",
     "downsample",
     "effective_rank",
     "embed",
+    "feature_map_matrix",
     "intrinsic_dimension",
     "list_statistics",
     "log_determinant",
@@ -48,6 +61,5 @@ __all__ = [
     "register_statistic",
     "release_workspaces",
     "saturation",
-    "sequence_view",
     "to_samples",
 ]

@@ -21,12 +21,18 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Literal
 
 import torch
 
-from layerscope.errors import LayerTooWideError, NonFiniteBatchWarning, StateMismatchError
+from layerscope.errors import (
+    LayerTooWideError,
+    NonFiniteBatchWarning,
+    OptionError,
+    OptionTypeError,
+)
 from layerscope.stats.base import StreamingStatistic
+from layerscope.stats.moments import chan_merge
 
 __all__ = ["DEFAULT_MAX_FEATURES", "CovarianceResult", "StreamingCovariance"]
 
@@ -123,9 +129,9 @@ class StreamingCovariance(StreamingStatistic):
         name: used in messages (e.g. the layer name).
         seed: seed of the sample cap's random generator.
 
-    State (see :attr:`reductions`): ``count`` (sum), ``mean`` and ``comoment`` (reduction
-    ``"chan"``: combine by the pairwise formula; :meth:`sync` does it across processes with
-    all-reduce sums after re-centring every rank on the global mean), ``rejected_batches`` (sum).
+    State (see :attr:`reductions`): the moments ``count``, ``mean`` and ``comoment`` (reduction
+    ``"chan"``: the pairwise formula of :mod:`layerscope.stats.moments`, also across processes
+    in :meth:`sync`), and ``rejected_batches`` (sum). ``merge`` and ``sync`` are the base class's.
 
     Example:
         >>> import torch
@@ -154,11 +160,11 @@ class StreamingCovariance(StreamingStatistic):
         super().__init__()
         label = f"layer {name!r}" if name else "StreamingCovariance"
         if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
-            raise ValueError(f"{label}: num_features must be a positive int, got {num_features!r}")
+            raise OptionError(f"{label}: num_features must be a positive int, got {num_features!r}")
         if precision not in ("float64", "mixed"):
-            raise ValueError(f"{label}: precision must be 'float64' or 'mixed', got {precision!r}")
+            raise OptionError(f"{label}: precision must be 'float64' or 'mixed', got {precision!r}")
         if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 2):
-            raise ValueError(
+            raise OptionError(
                 f"{label}: max_samples must be an int >= 2 or None, got {max_samples!r}"
             )
         if num_features > max_features:
@@ -177,11 +183,7 @@ class StreamingCovariance(StreamingStatistic):
         self.seed = seed
         self._follow_input_device = device is None
         state_device = torch.device("cpu") if device is None else torch.device(device)
-        f64 = dict(dtype=torch.float64, device=state_device)
-        self.add_state("count", torch.zeros((), **f64), "sum")
-        zero = torch.zeros((), **f64)
-        self.add_state("mean", zero.expand(num_features), "chan")
-        self.add_state("comoment", zero.expand(num_features, num_features), "chan")
+        self.add_moments("count", "mean", "comoment", num_features, state_device)
         self.add_state(
             "rejected_batches", torch.zeros((), dtype=torch.int64, device=state_device), "sum"
         )
@@ -201,16 +203,16 @@ class StreamingCovariance(StreamingStatistic):
         synchronisation, so it costs nothing on GPU.
         """
         if not isinstance(x, torch.Tensor):
-            raise TypeError(
+            raise OptionTypeError(
                 f"{self._label()}: update() takes a torch.Tensor, got {type(x).__name__}"
             )
         if x.dim() < 2 or not -x.dim() <= feature_dim < x.dim():
-            raise ValueError(
+            raise OptionError(
                 f"{self._label()}: update() takes a tensor of at least 2 dimensions with features "
                 f"along feature_dim={feature_dim}, got shape {tuple(x.shape)}"
             )
         if x.shape[feature_dim] != self.num_features:
-            raise ValueError(
+            raise OptionError(
                 f"{self._label()}: expected {self.num_features} features along dimension "
                 f"{feature_dim}, got shape {tuple(x.shape)}; for a (N, C, H, W) feature map pass "
                 f"feature_dim=1, for (n, d) samples the default feature_dim=-1"
@@ -270,59 +272,17 @@ class StreamingCovariance(StreamingStatistic):
     def _fold(self, n_b: int, mean_b: torch.Tensor, comoment_b: torch.Tensor) -> None:
         """Chan's pairwise update; a non-finite batch is dropped without a host sync."""
         finite = torch.isfinite(mean_b).all() & torch.isfinite(comoment_b.diagonal()).all()
-        n_a = self.count
-        n = n_a + n_b
-        delta = mean_b - self.mean
-        new_mean = self.mean + delta * (n_b / n)
-        new_comoment = self.comoment + comoment_b
-        new_comoment += torch.outer(delta, delta * (n_a * n_b / n))
-        self.mean = torch.where(finite, new_mean, self.mean)
-        self.comoment = torch.where(finite, new_comoment, self.comoment)
-        self.count = torch.where(finite, n, n_a)
+        count, mean, comoment = chan_merge(
+            self.count, self.mean, self.comoment, n_b, mean_b, comoment_b
+        )
+        self.mean = torch.where(finite, mean, self.mean)
+        self.comoment = torch.where(finite, comoment, self.comoment)
+        self.count = torch.where(finite, count, self.count)
         self.rejected_batches = self.rejected_batches + (~finite).to(torch.int64)
 
-    # ------------------------------------------------------------------ merge / sync
-    def merge(self, other: StreamingCovariance) -> Self:
-        """Fold another accumulator's state into this one; equal to updating with its batches."""
-        if not isinstance(other, StreamingCovariance):
-            raise TypeError(f"can only merge a StreamingCovariance, got {type(other).__name__}")
-        if other.num_features != self.num_features:
-            raise StateMismatchError(
-                f"cannot merge covariances of {other.num_features} and {self.num_features} features"
-            )
-        n_b = other.count.to(self.device)
-        if float(n_b) == 0:
-            self.rejected_batches = self.rejected_batches + other.rejected_batches.to(self.device)
-            return self
-        self._fold(n_b, other.mean.to(self.device), other.comoment.to(self.device))
-        self.rejected_batches = self.rejected_batches + other.rejected_batches.to(self.device)
-        return self
-
-    def sync(self, group=None) -> Self:
-        """Combine the state of all processes of ``group`` in place (torch.distributed).
-
-        Uses only all-reduce sums, so memory stays O(d^2) whatever the world size: first the
-        counts and count-weighted means give the global mean ``g``; then every rank re-centres
-        its co-moment on ``g`` (``M_r + n_r (m_r - g)(m_r - g)^T``, which is exact) and those
-        are summed. Without an initialised process group this is a no-op.
-        """
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        count = self.count.clone()
-        weighted_mean = self.mean * self.count
-        dist.all_reduce(count, group=group)
-        dist.all_reduce(weighted_mean, group=group)
-        global_mean = weighted_mean / count.clamp(min=1)
-        offset = self.mean - global_mean
-        comoment = self.comoment + torch.outer(offset, offset * self.count)
-        dist.all_reduce(comoment, group=group)
-        rejected = self.rejected_batches.clone()
-        dist.all_reduce(rejected, group=group)
-        self.count, self.mean, self.comoment = count, global_mean, comoment
-        self.rejected_batches = rejected
-        return self
+    def merge_key(self) -> dict[str, object]:
+        """Covariances merge when they have the same number of features."""
+        return {"num_features": self.num_features}
 
     # ------------------------------------------------------------------ compute
     def compute(self, ddof: int = 0) -> CovarianceResult:

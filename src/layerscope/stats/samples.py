@@ -1,11 +1,17 @@
-"""Turning layer outputs into samples x features (SPEC C1).
+"""Tensor layouts to (samples, features) matrices: the one place these conversions live (SPEC C1).
 
 A dense layer's output row is one sample. For a convolution every spatial position of every image
 is one sample, ``(N, C, H, W) -> (N*H*W, C)`` (dissertation 6.1.3, after Raghu et al. 2017 and Garg
 et al. 2020). For a sequence every token is one sample, ``(N, T, C) -> (N*T, C)``.
 
-The ``*_view`` functions return channels-last *views* (no copy); :class:`StreamingCovariance`
-accepts those directly and copies once. :func:`to_samples` returns a 2-D matrix.
+- :func:`to_samples`: a layer output in a named layout -> (samples, features);
+- :func:`feature_map_matrix`: a channels-first (N, C, *positions) map -> a matrix by the
+  similarity measures' ``spatial`` modes (positions as samples, average-pooled, or flattened);
+- :func:`downsample`: shrink the positions of a feature map first (Delve's option).
+
+Which axis of a *module's* output holds the features is decided in
+:mod:`layerscope.tracking.layers` (``features_tensor``, ``channels_first``), which then calls
+these. :class:`StreamingCovariance` takes (N, C, H, W) maps directly with ``feature_dim=1``.
 """
 
 from __future__ import annotations
@@ -15,15 +21,23 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from layerscope.errors import OptionError
+
 __all__ = [
     "DownsampleMethod",
+    "Spatial",
     "channels_last_view",
     "downsample",
+    "feature_map_matrix",
     "sequence_view",
     "to_samples",
 ]
 
 DownsampleMethod = Literal["adaptive_avg", "nearest", "bilinear"]
+#: How a feature map becomes a matrix: every position a sample, average over positions, or one
+#: long vector per input.
+Spatial = Literal["positions", "pool", "flatten"]
+SPATIAL_MODES: tuple[str, ...] = ("positions", "pool", "flatten")
 _INTERPOLATION_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
@@ -35,7 +49,7 @@ def channels_last_view(x: torch.Tensor) -> torch.Tensor:
         torch.Size([2, 4, 5, 3])
     """
     if x.dim() < 2:
-        raise ValueError(f"expected a (N, C, ...) tensor, got shape {tuple(x.shape)}")
+        raise OptionError(f"expected a (N, C, ...) tensor, got shape {tuple(x.shape)}")
     return x if x.dim() == 2 else x.movedim(1, -1)
 
 
@@ -52,7 +66,7 @@ def sequence_view(x: torch.Tensor, *, batch_first: bool = True) -> torch.Tensor:
     if x.dim() == 2:
         return x.unsqueeze(0)
     if x.dim() != 3:
-        raise ValueError(f"expected a (N, T, C) or (T, N, C) sequence, got shape {tuple(x.shape)}")
+        raise OptionError(f"expected a (N, T, C) or (T, N, C) sequence, got shape {tuple(x.shape)}")
     return x if batch_first else x.transpose(0, 1)
 
 
@@ -79,10 +93,35 @@ def to_samples(x: torch.Tensor, *, layout: str = "channels_first") -> torch.Tens
     elif layout == "sequence_first":
         view = sequence_view(x, batch_first=False)
     else:
-        raise ValueError(
+        raise OptionError(
             f"layout must be 'channels_first', 'channels_last' or 'sequence_first', got {layout!r}"
         )
     return view.reshape(-1, x.shape[-1] if layout != "channels_first" else x.shape[1])
+
+
+def feature_map_matrix(x: torch.Tensor, spatial: Spatial) -> torch.Tensor:
+    """A channels-first (N, C, *positions) map as a matrix, by ``spatial``.
+
+    ``"positions"``: every position of every input is a sample, (N * positions, C), rows
+    input-major; ``"pool"``: the mean over positions, (N, C); ``"flatten"``: (N, C * positions),
+    channel-major as torch's ``flatten``. A (N, C) input is returned unchanged.
+
+    Example:
+        >>> x = torch.arange(2 * 3 * 4.0).reshape(2, 3, 4)       # N=2, C=3, 4 positions
+        >>> [tuple(feature_map_matrix(x, s).shape) for s in ("positions", "pool", "flatten")]
+        [(8, 3), (2, 3), (2, 12)]
+        >>> feature_map_matrix(x, "positions")[1].tolist()       # input 0, position 1
+        [1.0, 5.0, 9.0]
+    """
+    if x.dim() == 2:
+        return x
+    if spatial == "positions":
+        return to_samples(x)
+    if spatial == "pool":
+        return x.mean(dim=tuple(range(2, x.dim())))
+    if spatial == "flatten":
+        return x.reshape(x.shape[0], -1)
+    raise OptionError(f"spatial must be 'positions', 'pool' or 'flatten', got {spatial!r}")
 
 
 def downsample(
@@ -106,28 +145,28 @@ def downsample(
     if isinstance(size, int):
         size = (size,) * len(spatial)
     if len(size) != len(spatial):
-        raise ValueError(
+        raise OptionError(
             f"downsample size {size} has {len(size)} axes but the feature map {tuple(x.shape)} "
             f"has {len(spatial)} spatial axes"
         )
     if any(s < 1 for s in size):
-        raise ValueError(f"downsample size must be >= 1 on every axis, got {size}")
+        raise OptionError(f"downsample size must be >= 1 on every axis, got {size}")
     target = tuple(min(s, t) for s, t in zip(spatial, size, strict=True))
     if target == spatial:
         return x
     if method == "adaptive_avg":
         pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
         if len(spatial) not in pool:
-            raise ValueError(f"adaptive_avg downsampling supports 1-3 spatial axes, got {spatial}")
+            raise OptionError(f"adaptive_avg downsampling supports 1-3 spatial axes, got {spatial}")
         return pool[len(spatial)](x, target)
     if method == "nearest":
         return F.interpolate(x, size=target, mode="nearest")
     if method == "bilinear":
         if len(spatial) not in _INTERPOLATION_MODE:
-            raise ValueError(f"bilinear downsampling supports 1-3 spatial axes, got {spatial}")
+            raise OptionError(f"bilinear downsampling supports 1-3 spatial axes, got {spatial}")
         return F.interpolate(
             x, size=target, mode=_INTERPOLATION_MODE[len(spatial)], align_corners=False
         )
-    raise ValueError(
+    raise OptionError(
         f"downsample method must be 'adaptive_avg', 'nearest' or 'bilinear', got {method!r}"
     )

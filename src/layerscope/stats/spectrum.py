@@ -21,7 +21,6 @@ two samples gives no values and a reason.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,16 +28,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from layerscope.errors import UnknownNameError
+from layerscope.errors import OptionError
+from layerscope.registry import Registry
 from layerscope.stats.covariance import CovarianceResult
 
 __all__ = [
     "DEFAULT_DELTA",
+    "DEFAULT_STATISTICS",
+    "STATISTICS",
     "Spectrum",
     "SpectrumStatistics",
+    "StatisticSpec",
+    "check_recordable",
     "compute_statistics",
     "effective_rank",
     "embed",
+    "get_statistic",
     "intrinsic_dimension",
     "list_statistics",
     "log_determinant",
@@ -66,7 +71,7 @@ def _descending_clipped(eigenvalues) -> np.ndarray:
     """Eigenvalues in descending order with negative rounding noise clipped to 0."""
     values = _as_float64_numpy(eigenvalues)
     if not np.all(np.isfinite(values)):
-        raise ValueError("eigenvalues contain NaN or inf; the covariance is not finite")
+        raise OptionError("eigenvalues contain NaN or inf; the covariance is not finite")
     return np.clip(np.sort(values)[::-1], 0.0, None)
 
 
@@ -84,7 +89,7 @@ def intrinsic_dimension(eigenvalues, delta: float = DEFAULT_DELTA) -> int:
         0
     """
     if not 0.0 < delta <= 1.0:
-        raise ValueError(f"delta must be in (0, 1], got {delta!r}")
+        raise OptionError(f"delta must be in (0, 1], got {delta!r}")
     values = _descending_clipped(eigenvalues)
     total = values.sum()
     if total <= 0.0:
@@ -103,7 +108,7 @@ def saturation(eigenvalues, delta: float = DEFAULT_DELTA) -> float:
     """
     values = _as_float64_numpy(eigenvalues)
     if values.size == 0:
-        raise ValueError("saturation of an empty spectrum is undefined")
+        raise OptionError("saturation of an empty spectrum is undefined")
     return intrinsic_dimension(values, delta) / values.size
 
 
@@ -208,7 +213,7 @@ class Spectrum:
 
 @dataclass(frozen=True)
 class StatisticSpec:
-    """A registered statistic: a function of a :class:`Spectrum`."""
+    """A registered statistic: a function of a :class:`Spectrum`; calling the spec calls it."""
 
     name: str
     function: Callable[[Spectrum], object]
@@ -216,12 +221,16 @@ class StatisticSpec:
     needs_eigenvectors: bool = False
     description: str = ""
 
+    def __call__(self, spectrum: Spectrum) -> object:
+        return self.function(spectrum)
 
-_STATISTICS: dict[str, StatisticSpec] = {}
+
+#: Spectrum statistics by name (see :func:`register_statistic`).
+STATISTICS: Registry[StatisticSpec] = Registry("statistic", "layerscope.statistics")
 
 
 def register_statistic(
-    name: str, *, scalar: bool = True, needs_eigenvectors: bool = False
+    name: str, *, scalar: bool = True, needs_eigenvectors: bool = False, override: bool = False
 ) -> Callable[[Callable[[Spectrum], object]], Callable[[Spectrum], object]]:
     """Register a statistic computed from a :class:`Spectrum` under ``name``.
 
@@ -234,18 +243,15 @@ def register_statistic(
         ...     return float(spectrum.eigenvalues[0] / max(spectrum.total_variance, 1e-300))
         >>> "top_eigenvalue_share_doc" in list_statistics()
         True
-        >>> _ = _STATISTICS.pop("top_eigenvalue_share_doc")  # keep the doctest side-effect free
+        >>> _ = STATISTICS.remove("top_eigenvalue_share_doc")  # keep the doctest side-effect free
     """
     if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"statistic names must be identifiers, got {name!r}")
+        raise OptionError(f"statistic names must be identifiers, got {name!r}")
 
     def decorator(function: Callable[[Spectrum], object]) -> Callable[[Spectrum], object]:
-        if name in _STATISTICS:
-            raise ValueError(f"a statistic named {name!r} is already registered")
         doc = (function.__doc__ or "").strip().splitlines()
-        _STATISTICS[name] = StatisticSpec(
-            name, function, scalar, needs_eigenvectors, doc[0] if doc else ""
-        )
+        spec = StatisticSpec(name, function, scalar, needs_eigenvectors, doc[0] if doc else "")
+        STATISTICS.add(name, spec, override=override)
         return function
 
     return decorator
@@ -258,19 +264,34 @@ def list_statistics(*, scalar_only: bool = False) -> list[str]:
         >>> "saturation" in list_statistics()
         True
     """
-    return sorted(n for n, s in _STATISTICS.items() if s.scalar or not scalar_only)
+    return [n for n in STATISTICS.list() if STATISTICS.get(n).scalar or not scalar_only]
 
 
 def get_statistic(name: str) -> StatisticSpec:
     """The registered statistic ``name``; an unknown name suggests the closest ones."""
-    try:
-        return _STATISTICS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_STATISTICS), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise UnknownNameError(
-            f"unknown statistic {name!r}.{hint} Known: {', '.join(list_statistics())}."
-        ) from None
+    return STATISTICS.get(name)
+
+
+def check_recordable(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, after checking each is a registered scalar statistic.
+
+    Example:
+        >>> check_recordable(["saturation"])
+        ('saturation',)
+        >>> check_recordable(["covariance"])
+        Traceback (most recent call last):
+        ...
+        layerscope.errors.OptionError: statistic 'covariance' is not a scalar and cannot be recorded; choose from `layerscope list statistics` (compute non-scalar ones from a covariance with layerscope.stats.compute_statistics)
+    """
+    names = (names,) if isinstance(names, str) else tuple(names)
+    for name in names:
+        if not get_statistic(name).scalar:
+            raise OptionError(
+                f"statistic {name!r} is not a scalar and cannot be recorded; choose from "
+                f"`layerscope list statistics` (compute non-scalar ones from a covariance with "
+                f"layerscope.stats.compute_statistics)"
+            )
+    return names
 
 
 # ---------------------------------------------------------------------- built-in statistics
@@ -395,7 +416,7 @@ def compute_statistics(
     names = list(DEFAULT_STATISTICS if statistics is None else statistics)
     specs = [get_statistic(name) for name in names]
     if not 0.0 < delta <= 1.0:
-        raise ValueError(f"delta must be in (0, 1], got {delta!r}")
+        raise OptionError(f"delta must be in (0, 1], got {delta!r}")
     flags = {"rejected_batches"} if covariance.rejected_batches else set()
     if covariance.covariance is None:
         return SpectrumStatistics(
@@ -432,12 +453,12 @@ def embed(
         (torch.Size([200, 2]), True)
     """
     if covariance.covariance is None or covariance.mean is None:
-        raise ValueError(f"cannot embed: {covariance.reason}")
+        raise OptionError(f"cannot embed: {covariance.reason}")
     d = covariance.num_features
     if samples.shape[-1] != d:
-        raise ValueError(f"samples have {samples.shape[-1]} features, the covariance {d}")
+        raise OptionError(f"samples have {samples.shape[-1]} features, the covariance {d}")
     if not 1 <= num_components <= d:
-        raise ValueError(f"num_components must be in [1, {d}], got {num_components}")
+        raise OptionError(f"num_components must be in [1, {d}], got {num_components}")
     _, vectors = torch.linalg.eigh(covariance.covariance)
     top = vectors.flip(1)[:, :num_components]  # (d, k), largest eigenvalue first
     centred = samples.detach().reshape(-1, d).to(top.device, torch.float64) - covariance.mean

@@ -1,9 +1,14 @@
-"""Registries: a decorator and a dict (after timm's ``_registry.py`` / ``_factory.py``).
+"""The one kind of name -> object lookup in layerscope: a decorator and a dict (after timm's
+``_registry.py`` / ``_factory.py``).
 
-Models, datasets, optimizers and metrics each have one :class:`Registry`. Users extend them
-without touching layerscope, with the decorator or through the entry-point group
-``layerscope.<kind>`` (e.g. ``layerscope.models``) of an installed package, whose objects are
-callables registered under the entry point's name.
+Every family of named things is a :class:`Registry`: models, datasets, optimizers and metrics
+(defined here, because several packages fill or read them), spectrum statistics
+(:data:`layerscope.stats.STATISTICS`), sinks (:data:`layerscope.store.SINKS`), probe solvers
+(:data:`layerscope.probes.PROBE_SOLVERS`) and similarity measures
+(:data:`layerscope.similarity.MEASURES`). A duplicate name is an error, an unknown one says
+"did you mean ...?". Users extend a registry without touching layerscope, with the decorator
+or through the entry-point group ``layerscope.<kind>`` (e.g. ``layerscope.models``) of an
+installed package, whose objects are registered under the entry point's name.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from layerscope.errors import UnknownNameError
+from layerscope.errors import OptionError, OptionTypeError, UnknownNameError
 
 __all__ = ["DATASETS", "METRICS", "MODELS", "OPTIMIZERS", "Registry"]
 
@@ -61,15 +66,37 @@ class Registry(Generic[T]):
     def add(self, name: str, factory: T, *, override: bool = False) -> None:
         """Register ``factory`` under ``name`` (the non-decorator form)."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind} names must be non-empty strings, got {name!r}")
+            raise OptionError(f"{self.kind} names must be non-empty strings, got {name!r}")
         if not callable(factory):
-            raise TypeError(f"{self.kind} {name!r}: the registered object must be callable")
+            raise OptionTypeError(f"{self.kind} {name!r}: the registered object must be callable")
         if name in self._entries and not override:
-            raise ValueError(
+            raise OptionError(
                 f"a {self.kind} named {name!r} is already registered; pick another name or pass "
                 f"override=True"
             )
         self._entries[name] = factory
+
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return what was registered under it.
+
+        Example:
+            >>> colours = Registry("colour")
+            >>> colours.add("red", lambda: "#f00")
+            >>> colours.remove("red")()
+            '#f00'
+            >>> colours.list()
+            []
+        """
+        self.get(name)  # an unknown name fails with suggestions
+        return self._entries.pop(name)
+
+    def describe(self, name: str) -> str:
+        """One line about ``name``: its ``description`` attribute if it has one, else the first
+        line of its docstring (or "")."""
+        entry = self.get(name)
+        text = getattr(entry, "description", None) or getattr(entry, "__doc__", None) or ""
+        lines = text.strip().splitlines()
+        return lines[0] if lines else ""
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
@@ -104,7 +131,7 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {shown}."
 
     def check_options(
-        self, name: str, options: Iterable[str], error: type[Exception] = TypeError
+        self, name: str, options: Iterable[str], error: type[Exception] = OptionTypeError
     ) -> None:
         """Raise ``error`` naming the first keyword the factory ``name`` does not take, with the
         closest valid one and all of them; a factory taking ``**kwargs`` accepts anything.
@@ -115,7 +142,7 @@ class Registry(Generic[T]):
             >>> shapes.check_options("square", ["colur"])
             Traceback (most recent call last):
             ...
-            TypeError: shape 'square' has no option 'colur'. Did you mean 'colour'? Its options: size, colour.
+            layerscope.errors.OptionTypeError: shape 'square' has no option 'colur'. Did you mean 'colour'? Its options: size, colour.
         """
         parameters = inspect.signature(self.get(name)).parameters
         if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
@@ -136,8 +163,8 @@ class Registry(Generic[T]):
         return self.get(name)(**kwargs)
 
 
-#: The registries every part of layerscope shares. Models register in layerscope.models,
-#: datasets in layerscope.datasets, optimizers and metrics in layerscope.lab.
+#: The registries several packages share. Models register in layerscope.models, datasets in
+#: layerscope.datasets, optimizers and metrics in layerscope.lab; importing those fills them.
 MODELS: Registry = Registry("model", "layerscope.models")
 DATASETS: Registry = Registry("dataset", "layerscope.datasets")
 OPTIMIZERS: Registry = Registry("optimizer", "layerscope.optimizers")
