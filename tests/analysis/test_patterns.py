@@ -12,8 +12,8 @@ from layerscope.analysis.complexity import count_flops, count_parameters
 from layerscope.analysis.patterns import advise, find_tail, width_advice
 from layerscope.analysis.receptive_field import receptive_field, truncate
 from layerscope.cli import main
-from layerscope.registry import MODELS
 from layerscope.models import create_model
+from layerscope.registry import MODELS
 
 
 def qualifying_runs(values, min_length=3, drop=0.5):

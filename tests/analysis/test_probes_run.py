@@ -29,8 +29,8 @@ from layerscope.analysis.runs import train_split_without_augmentation
 from layerscope.cli import main
 from layerscope.datasets import load_dataset
 from layerscope.lab import load_config
-from layerscope.registry import MODELS
 from layerscope.lab.trainer import train_run
+from layerscope.registry import MODELS
 from layerscope.report.figures import saturation_and_probes
 
 

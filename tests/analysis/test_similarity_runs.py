@@ -13,8 +13,8 @@ from layerscope.analysis.similarity_models import layer_similarity
 from layerscope.cli import main
 from layerscope.datasets import load_dataset
 from layerscope.lab import load_config
-from layerscope.registry import MODELS
 from layerscope.lab.trainer import train_run
+from layerscope.registry import MODELS
 
 
 class PairNet(nn.Module):

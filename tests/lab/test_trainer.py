@@ -18,8 +18,8 @@ from layerscope import load
 from layerscope.errors import ConfigError
 from layerscope.lab import load_config
 from layerscope.lab.checkpoint import latest_checkpoint
-from layerscope.registry import MODELS
 from layerscope.lab.trainer import train_run
+from layerscope.registry import MODELS
 
 TINY = textwrap.dedent(
     """

@@ -13,7 +13,6 @@ All are initialised Kaiming-He (8.3.1). ``create_model("tv:NAME")`` / ``create_m
 build torchvision / timm models when those packages can be imported.
 """
 
-from layerscope.registry import MODELS
 from layerscope.models._common import init_kaiming_, scale_channels
 from layerscope.models._factory import (
     ModelOptionError,
@@ -28,6 +27,7 @@ from layerscope.models.mlp import MLP
 from layerscope.models.multipath import MPNet, MultipathBlock
 from layerscope.models.resnet import BasicBlock, Bottleneck, ResNet
 from layerscope.models.vgg import VGG, VGG_CONFIGS
+from layerscope.registry import MODELS
 
 __all__ = [
     "CBAM",
