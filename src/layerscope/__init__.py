@@ -1,68 +1,104 @@
 """layerscope: what happens inside every layer of a PyTorch network while it trains.
 
-The public API is small; everything else lives in subpackages:
+The public API is small and imported on first use (``import layerscope`` itself loads neither
+torch nor pandas); everything else lives in subpackages, one per capability, each importing only
+from the floors below it:
 
 - :mod:`layerscope.stats`: streaming covariance and spectrum statistics (pure numerics).
-- :mod:`layerscope.tracking`: layer selection, the :class:`Tracker` and :func:`analyze`.
-- :mod:`layerscope.store`: records, sinks, run folders and :func:`load`.
-- :mod:`layerscope.analysis`: receptive fields, border layers, advice, complexity, and CCA,
-  SVCCA, PWCCA and CKA similarity between representations, logistic-regression probes.
+- :mod:`layerscope.store`: records, sinks, run-folder files and :func:`load`.
+- :mod:`layerscope.tracking`: layer selection, hooks, the :class:`Tracker` and :func:`analyze`.
+- :mod:`layerscope.similarity`: CCA, SVCCA, PWCCA and CKA, layer by layer.
+- :mod:`layerscope.probes`: latent extraction and logistic-regression probes.
+- :mod:`layerscope.architecture`: receptive fields, border layers, FLOPs, advice, truncation.
 - :mod:`layerscope.report`: figures and HTML reports.
-- :mod:`layerscope.models`, :mod:`layerscope.datasets`, :mod:`layerscope.lab`: experiments.
+- :mod:`layerscope.lab`: experiment configs, the trainer, run folders and their workflows.
+- :mod:`layerscope.models`, :mod:`layerscope.datasets`: the model zoo and the data.
+- :mod:`layerscope.errors`, :mod:`layerscope.registry`: errors and the one registry.
+
+Example:
+    >>> import layerscope as ls
+    >>> "Tracker" in ls.__all__ and callable(ls.Tracker)
+    True
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib as _importlib
+import typing as _typing
+from importlib import metadata as _metadata
 
-from layerscope import stats
-from layerscope.analysis import (
-    ReceptiveField,
-    advise,
-    cka,
-    count_flops,
-    count_parameters,
-    layer_similarity,
-    receptive_field,
-    similarity_over_epochs,
-    truncate,
-)
-from layerscope.analysis.probe_solvers import LogisticProbe
-from layerscope.analysis.probes import ProbeSettings, probe_run, train_probes
-from layerscope.datasets import load_dataset
-from layerscope.lab.config import load_config
-from layerscope.models import create_model, list_models
-from layerscope.stats import StreamingCovariance, compute_statistics
-from layerscope.store import load
-from layerscope.tracking import LayerInfo, Tracker, analyze
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "LayerInfo": "layerscope.tracking",
+    "LogisticProbe": "layerscope.probes",
+    "ProbeSettings": "layerscope.probes",
+    "ReceptiveField": "layerscope.architecture",
+    "StreamingCovariance": "layerscope.stats",
+    "Tracker": "layerscope.tracking",
+    "TrackerOptions": "layerscope.tracking",
+    "advise": "layerscope.architecture",
+    "analyze": "layerscope.tracking",
+    "cka": "layerscope.similarity",
+    "compare_runs": "layerscope.lab",
+    "compute_statistics": "layerscope.stats",
+    "count_flops": "layerscope.architecture",
+    "count_parameters": "layerscope.architecture",
+    "create_model": "layerscope.models",
+    "layer_similarity": "layerscope.similarity",
+    "list_models": "layerscope.models",
+    "load": "layerscope.store",
+    "load_config": "layerscope.lab",
+    "load_dataset": "layerscope.datasets",
+    "load_run_model": "layerscope.lab",
+    "probe_run": "layerscope.lab",
+    "receptive_field": "layerscope.architecture",
+    "run_experiment": "layerscope.lab",
+    "similarity_over_epochs": "layerscope.similarity",
+    "train_probes": "layerscope.probes",
+    "truncate": "layerscope.architecture",
+    "write_report": "layerscope.report",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 try:
-    __version__ = version("layerscope")
-except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = _metadata.version("layerscope")
+except _metadata.PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = [
-    "LayerInfo",
-    "LogisticProbe",
-    "ProbeSettings",
-    "ReceptiveField",
-    "StreamingCovariance",
-    "Tracker",
-    "__version__",
-    "advise",
-    "analyze",
-    "cka",
-    "compute_statistics",
-    "count_flops",
-    "count_parameters",
-    "create_model",
-    "layer_similarity",
-    "list_models",
-    "load",
-    "load_config",
-    "load_dataset",
-    "probe_run",
-    "receptive_field",
-    "similarity_over_epochs",
-    "stats",
-    "train_probes",
-    "truncate",
-]
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
+
+
+if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
+    from layerscope.architecture import (
+        ReceptiveField,
+        advise,
+        count_flops,
+        count_parameters,
+        receptive_field,
+        truncate,
+    )
+    from layerscope.datasets import load_dataset
+    from layerscope.lab import (
+        compare_runs,
+        load_config,
+        load_run_model,
+        probe_run,
+        run_experiment,
+    )
+    from layerscope.models import create_model, list_models
+    from layerscope.probes import LogisticProbe, ProbeSettings, train_probes
+    from layerscope.report import write_report
+    from layerscope.similarity import cka, layer_similarity, similarity_over_epochs
+    from layerscope.stats import StreamingCovariance, compute_statistics
+    from layerscope.store import load
+    from layerscope.tracking import LayerInfo, Tracker, TrackerOptions, analyze

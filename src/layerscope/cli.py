@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from layerscope import __version__
+from layerscope.errors import LayerscopeError
 
 #: Modules under layerscope.commands, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -44,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as error:
-        # User mistakes (bad names, paths, values) get their message, not a traceback.
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"layerscope {args.command}: error: {message}", file=sys.stderr)
+    except LayerscopeError as error:
+        # User mistakes (bad names, paths, values) get their message, not a traceback; any
+        # other exception is a bug and shows its traceback.
+        print(f"layerscope {args.command}: error: {error}", file=sys.stderr)
         return 2
 
 

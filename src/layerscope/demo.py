@@ -16,9 +16,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from layerscope.datasets import load_dataset
+from layerscope.errors import OptionError
 from layerscope.lab.metrics import accuracy
 from layerscope.lab.trainer import run_epoch
 from layerscope.report.html import layer_table
+from layerscope.report.live import ReportWriter
+from layerscope.store.folder import read_layers
+from layerscope.store.runs import load
 from layerscope.tracking.tracker import Tracker
 
 __all__ = ["demo_model", "run_demo"]
@@ -65,7 +69,7 @@ def run_demo(
     ``run.json``, ``figures/`` and ``report.html``.
     """
     if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        raise OptionError(f"epochs must be an int >= 1, got {epochs!r}")
     torch.manual_seed(seed)
     data = load_dataset("digits", resolution=32, augment=False, seed=seed)
     train = DataLoader(data.train, batch_size=batch_size, shuffle=True,
@@ -79,7 +83,8 @@ def run_demo(
         run_dir = run_dir.with_name(run_dir.name + "-1")
     metadata = {"dataset": "digits", "resolution": 32, "epochs": epochs,
                 "batch_size": batch_size, "seed": seed, "optimizer": "adam, lr 2e-3"}  # fmt: skip
-    with Tracker(model, run_dir, run="demo", metadata=metadata) as tracker:
+    tracker = Tracker(model, run_dir, run="demo", metadata=metadata, callbacks=[ReportWriter()])
+    with tracker:
         for epoch in range(epochs):
             started = time.perf_counter()
             label = f"demo epoch {epoch + 1}/{epochs}"
@@ -97,8 +102,6 @@ def run_demo(
 
 def summary(run_dir: str | Path) -> str:
     """A plain-text per-layer table of the latest epoch of a run."""
-    from layerscope.store.runs import load, read_layers
-
     table = layer_table(load(run_dir), read_layers(run_dir))
     columns = [c for c in table.columns if c.startswith(("saturation", "intrinsic"))]
     table = table[["type", "features", *columns]]

@@ -71,10 +71,11 @@ class OptionTypeError(LayerscopeError, TypeError):
     """An argument or option of the wrong type."""
 
 
-class UnknownNameError(LayerscopeError, KeyError):
+class UnknownNameError(LayerscopeError, KeyError, ValueError):
     """A name that is not in a registry; the message suggests the closest valid names.
 
-    Subclasses ``KeyError`` because it is a failed lookup, but prints its message plainly.
+    A ``KeyError`` (a failed lookup) and a ``ValueError`` (a bad value for an option), which
+    prints its message plainly.
     """
 
     def __str__(self) -> str:

@@ -174,7 +174,7 @@ def test_missing_model_and_duplicate_alias():
         ({"metrics": [1, 2]}, r"key 'metrics' = \[1, 2\] \(list\) should be a list of strings"),
         ({"model_kwargs": [1]}, r"key 'model_kwargs' = 1 \(int\) should be a table"),
         ({"model_kwargs": "x"}, r"key 'model_kwargs' = 'x' \(str\) should be a table"),
-        ({"tracker": 5}, r"key 'tracker' = 5 \(int\) should be a table of TrackerConfig keys"),
+        ({"tracker": 5}, r"key 'tracker' = 5 \(int\) should be a table of TrackerOptions keys"),
         ({"optimizer": 3}, r"key 'optimizer' = 3 \(int\) should be a table of OptimizerConfig"),
         ({"width": "wide"}, r"key 'width' = 'wide' \(str\) should be a number"),
         ({"width": "1/0"}, r"key 'width' = '1/0' \(str\) should be a number"),

@@ -18,7 +18,7 @@ from layerscope import load
 from layerscope.errors import ConfigError
 from layerscope.lab import load_config
 from layerscope.lab.checkpoint import latest_checkpoint
-from layerscope.lab.trainer import train_run
+from layerscope.lab.experiment import run_one
 from layerscope.registry import MODELS
 
 TINY = textwrap.dedent(
@@ -61,7 +61,7 @@ def config(tmp_path, **overrides):
 
 def test_a_run_writes_its_folder_and_a_rerun_skips_it(tmp_path):
     cfg = config(tmp_path)
-    result = train_run(cfg, progress=False)
+    result = run_one(cfg, progress=False)
     folder = tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r"
     assert result.status == "finished" and result.run_dir == folder
     saved = json.loads((folder / "config.json").read_text())
@@ -76,13 +76,13 @@ def test_a_run_writes_its_folder_and_a_rerun_skips_it(tmp_path):
     params = df.query("statistic == 'parameters'").value.item()
     assert params == sum(p.numel() for p in MODELS.create("tiny_test_net").parameters())
     assert latest_checkpoint(folder / "checkpoints").epoch == 1
-    again = train_run(cfg, progress=False)
+    again = run_one(cfg, progress=False)
     assert again.status == "skipped" and len(load(folder)) == len(df)
 
 
 def test_loss_is_the_per_sample_mean(tmp_path):
     cfg = config(tmp_path, epochs=1)
-    train_run(cfg, progress=False)
+    run_one(cfg, progress=False)
     folder = tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r"
     df = load(folder).set_index("statistic").value
     model = MODELS.create("tiny_test_net")
@@ -99,11 +99,11 @@ def test_loss_is_the_per_sample_mean(tmp_path):
 
 
 def test_a_folder_with_another_config_is_refused(tmp_path):
-    train_run(config(tmp_path, epochs=1), progress=False)
+    run_one(config(tmp_path, epochs=1), progress=False)
     with pytest.raises(ConfigError, match="differs in epochs"):
-        train_run(config(tmp_path, epochs=2), progress=False)
+        run_one(config(tmp_path, epochs=2), progress=False)
     # Technical keys (workers, device, probes, ...) may change: same run, new settings.
-    again = train_run(config(tmp_path, epochs=1, num_workers=1), progress=False)
+    again = run_one(config(tmp_path, epochs=1, num_workers=1), progress=False)
     assert again.status == "skipped"
     assert json.loads((again.run_dir / "config.json").read_text())["num_workers"] == 1
 
@@ -117,11 +117,11 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, progress=False, after_epoch=crash_after_second_epoch)
+        run_one(cfg, progress=False, after_epoch=crash_after_second_epoch)
     newest = folder / "checkpoints" / "epoch-0001.pt"
     newest.write_bytes(newest.read_bytes()[:100])  # truncated
     with pytest.warns(RuntimeWarning, match="epoch-0001.pt cannot be loaded"):
-        result = train_run(cfg, progress=False)
+        result = run_one(cfg, progress=False)
     assert result.epochs_trained == 2  # epochs 1 and 2 again, from the checkpoint of epoch 0
     df = load(folder)
     assert sorted(df.epoch.unique()) == [0, 1, 2]
@@ -133,10 +133,10 @@ SCRIPT = TINY + textwrap.dedent(
     import sys
     torch.set_num_threads(1)  # as tests/conftest.py does in this process: same float sums
     from layerscope.lab import load_config
-    from layerscope.lab.trainer import train_run
+    from layerscope.lab.experiment import run_one
     import json
     cfg = load_config(json.loads(sys.argv[1]))[0]
-    train_run(cfg, progress=False, after_epoch=lambda e: print("epoch", e, flush=True))
+    run_one(cfg, progress=False, after_epoch=lambda e: print("epoch", e, flush=True))
     """
 )
 
@@ -162,9 +162,9 @@ def test_killed_during_epoch_2_of_4_then_resumed_equals_an_uninterrupted_run(tmp
     assert latest_checkpoint(folder / "checkpoints").epoch == 0
     assert not (folder / "done.json").exists()
 
-    resumed = train_run(killed, progress=False)
+    resumed = run_one(killed, progress=False)
     assert resumed.epochs_trained == 3
-    reference = train_run(config(tmp_path / "straight", **common), progress=False)
+    reference = run_one(config(tmp_path / "straight", **common), progress=False)
 
     def final_weights(run):
         return latest_checkpoint(run.run_dir / "checkpoints").state["model"]
@@ -193,7 +193,7 @@ def test_resume_from_another_working_directory_continues_the_given_folder(tmp_pa
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, progress=False, after_epoch=crash)
+        run_one(cfg, progress=False, after_epoch=crash)
     folder = (tmp_path / "logs" / "tiny_test_net" / "digits" / "8" / "r").resolve()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -208,9 +208,9 @@ def test_resume_from_another_working_directory_continues_the_given_folder(tmp_pa
 
 def test_killed_after_the_last_checkpoint_finishes_without_duplicates(tmp_path):
     cfg = config(tmp_path, epochs=2)
-    first = train_run(cfg, progress=False)
+    first = run_one(cfg, progress=False)
     (first.run_dir / "done.json").unlink()  # as if killed after the last checkpoint
-    again = train_run(cfg, progress=False)
+    again = run_one(cfg, progress=False)
     assert again.status == "finished" and again.epochs_trained == 0
     assert again.metrics == first.metrics
     df = load(first.run_dir)
@@ -219,7 +219,7 @@ def test_killed_after_the_last_checkpoint_finishes_without_duplicates(tmp_path):
 
 
 def test_large_seeds_are_accepted(tmp_path):
-    result = train_run(config(tmp_path, epochs=1, seed=2**62), progress=False)
+    result = run_one(config(tmp_path, epochs=1, seed=2**62), progress=False)
     assert result.status == "finished"
 
 

@@ -8,6 +8,7 @@ from torch import nn
 from layerscope import Tracker, load
 from layerscope.report.figures import saturation_by_layer, saturation_heatmap
 from layerscope.report.html import layer_table, write_report
+from layerscope.report.live import ReportWriter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -15,7 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def tracked_run(run_dir, epochs=2):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
-    with Tracker(model, run_dir) as tracker:
+    with Tracker(model, run_dir, callbacks=[ReportWriter()]) as tracker:  # a live report
         for epoch in range(epochs):
             model.train()
             model(torch.randn(8, 1, 6, 6))

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerscope.analysis.similarity_models import SimilarityMatrix, SimilarityOverEpochs
 from layerscope.report.similarity import (
     MAX_TICK_LABELS,
     plot_similarity_matrix,
     plot_similarity_over_epochs,
     save_figure,
 )
+from layerscope.similarity import SimilarityMatrix, SimilarityOverEpochs
 
 
 def matrix(size=3, nan=False) -> SimilarityMatrix:
@@ -83,7 +83,7 @@ def test_no_pyplot_and_no_global_state_change():
             return {k: dict.__getitem__(matplotlib.rcParams, k) for k in dict.keys(matplotlib.rcParams)}
         before = snapshot()
         import numpy as np
-        from layerscope.analysis.similarity_models import SimilarityMatrix
+        from layerscope.similarity import SimilarityMatrix
         from layerscope.report.similarity import plot_similarity_matrix
         m = SimilarityMatrix(np.eye(2), ("a", "b"), ("a", "b"), "cka", 10, "flatten")
         with tempfile.TemporaryDirectory() as folder:

@@ -19,10 +19,12 @@ SCRIPT = textwrap.dedent(
     import sys, torch
     from torch import nn
     from layerscope import Tracker
+    from layerscope.report import ReportWriter
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
-    tracker = Tracker(model, sys.argv[1], sinks=["sqlite", "csv", "jsonl"])
+    tracker = Tracker(model, sys.argv[1], sinks=["sqlite", "csv", "jsonl"],
+                      callbacks=[ReportWriter()])
     for epoch in range(100):
         model.train()
         for _ in range(3):

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from layerscope.tracking import LayerSelectionError, describe_layers, features_view, select_layers
+from layerscope.tracking import LayerSelectionError, describe_layers, select_layers
+from layerscope.tracking.layers import channels_first, features_tensor
 
 
 class Net(nn.Module):
@@ -61,31 +62,41 @@ def test_describe_layers():
     assert infos[3].kind == "attention"
 
 
-def test_views_put_features_last_with_all_leading_axes_samples():
+def test_channels_first_puts_the_batch_first_and_the_features_second():
     conv1d = nn.Conv1d(2, 3, 1)
-    assert features_view(conv1d, conv1d(torch.zeros(4, 2, 9))).shape == (4, 9, 3)
+    assert channels_first(conv1d, conv1d(torch.zeros(4, 2, 9))).shape == (4, 3, 9)
     conv2d = nn.Conv2d(2, 3, 1)
     unbatched = conv2d(torch.zeros(2, 5, 5))
-    assert features_view(conv2d, unbatched).shape == (1, 5, 5, 3)
+    assert channels_first(conv2d, unbatched).shape == (1, 3, 5, 5)
     linear = nn.Linear(3, 7)
-    assert features_view(linear, linear(torch.zeros(2, 5, 3))).shape == (2, 5, 7)  # all tokens
+    assert channels_first(linear, linear(torch.zeros(2, 5, 3))).shape == (2, 7, 5)  # tokens
     lstm = nn.LSTM(3, 4, bidirectional=True)
-    assert features_view(lstm, lstm(torch.zeros(6, 2, 3))).shape == (6, 2, 8)
+    assert channels_first(lstm, lstm(torch.zeros(6, 2, 3))).shape == (2, 8, 6)  # (T, N) in
     mha = nn.MultiheadAttention(4, 2)
     x = torch.zeros(5, 2, 4)
-    assert features_view(mha, mha(x, x, x)).shape == (5, 2, 4)
+    assert channels_first(mha, mha(x, x, x)).shape == (2, 4, 5)
+
+
+def test_features_tensor_keeps_the_layout_and_names_the_feature_axis():
+    linear = nn.Linear(3, 7)
+    tensor, axis = features_tensor(linear, linear(torch.zeros(2, 5, 3)))
+    assert tensor.shape == (2, 5, 7) and axis == 2  # all leading axes are samples
+    conv = nn.Conv2d(2, 3, 1)
+    tensor, axis = features_tensor(conv, conv(torch.zeros(4, 2, 6, 6)))
+    assert tensor.shape == (4, 3, 6, 6) and axis == 1
 
 
 def test_packed_sequence_records_only_real_tokens():
     gru = nn.GRU(3, 4, batch_first=True)
     x = torch.randn(2, 5, 3)
     packed = pack_padded_sequence(x, lengths=[5, 2], batch_first=True)
-    view = features_view(gru, gru(packed))
-    assert view.shape == (7, 4)
+    tensor, axis = features_tensor(gru, gru(packed))
+    assert tensor.shape == (7, 4) and axis == 1
 
 
 def test_included_normalisation_layers_are_channels_first():
     bn = nn.BatchNorm2d(3)
-    assert features_view(bn, bn(torch.zeros(2, 3, 4, 5))).shape == (2, 4, 5, 3)
+    assert channels_first(bn, bn(torch.zeros(2, 3, 4, 5))).shape == (2, 3, 4, 5)
+    assert features_tensor(bn, bn(torch.zeros(2, 3, 4, 5)))[1] == 1
     bn1 = nn.BatchNorm1d(3)
-    assert features_view(bn1, bn1(torch.zeros(2, 3))).shape == (2, 3)
+    assert channels_first(bn1, bn1(torch.zeros(2, 3))).shape == (2, 3)

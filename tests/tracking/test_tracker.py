@@ -371,13 +371,13 @@ def test_bad_options_fail_before_anything_runs():
 
 def test_refuses_to_mix_into_an_existing_run(tmp_path):
     model = nn.Sequential(nn.Linear(2, 2))
-    with Tracker(model, tmp_path / "run", figures=False) as tracker:
+    with Tracker(model, tmp_path / "run") as tracker:
         model(torch.randn(4, 2))
         tracker.end_epoch()
     with pytest.raises(ValueError, match="start_epoch=1"):
         Tracker(model, tmp_path / "run")
     assert hook_count(model) == 0
-    with Tracker(model, tmp_path / "run", start_epoch=1, figures=False) as tracker:
+    with Tracker(model, tmp_path / "run", start_epoch=1) as tracker:
         model(torch.randn(4, 2))
         tracker.end_epoch()
     assert sorted(tracker.dataframe().epoch.unique()) == [1]
@@ -460,7 +460,7 @@ def test_epochs_are_numbered_before_their_first_batch_or_not_at_all():
 
 def test_continuing_a_run_refuses_records_it_would_duplicate(tmp_path):
     model = nn.Sequential(nn.Linear(2, 2))
-    with Tracker(model, tmp_path / "run", figures=False) as tracker:
+    with Tracker(model, tmp_path / "run") as tracker:
         for _ in range(2):
             model(torch.randn(4, 2))
             tracker.end_epoch()

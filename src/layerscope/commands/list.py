@@ -1,49 +1,47 @@
-"""``layerscope list models|datasets|optimizers|metrics|statistics``: what can be named."""
+"""``layerscope list KIND [PATTERN]``: what can be named in configs, options and commands.
+
+Every kind is a :class:`~layerscope.registry.Registry`; listing one imports only the package
+that fills it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
-KINDS = ("models", "datasets", "optimizers", "metrics", "statistics")
+#: kind -> (the module whose import fills the registry, where the registry lives, its name)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "models": ("layerscope.models", "layerscope.registry", "MODELS"),
+    "datasets": ("layerscope.datasets", "layerscope.registry", "DATASETS"),
+    "optimizers": ("layerscope.lab.optimizers", "layerscope.registry", "OPTIMIZERS"),
+    "metrics": ("layerscope.lab.metrics", "layerscope.registry", "METRICS"),
+    "statistics": ("layerscope.stats.spectrum", "layerscope.stats.spectrum", "STATISTICS"),
+    "sinks": ("layerscope.store", "layerscope.store.sinks", "SINKS"),
+    "solvers": ("layerscope.probes", "layerscope.probes.solvers", "PROBE_SOLVERS"),
+    "similarity": ("layerscope.similarity", "layerscope.similarity.measures", "MEASURES"),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "list", help="list registered models, datasets, optimizers, metrics or statistics"
+        "list",
+        help="list registered models, datasets, optimizers, metrics, statistics, sinks, probe "
+        "solvers or similarity measures",
     )
-    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("kind", choices=tuple(KINDS))
     parser.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vgg*'")
     parser.set_defaults(handler=run)
 
 
-def _first_line(obj: object) -> str:
-    lines = (getattr(obj, "__doc__", None) or "").strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.kind == "statistics":
-        import fnmatch
-
-        from layerscope.stats.spectrum import get_statistic, list_statistics
-
-        names = [n for n in list_statistics() if fnmatch.fnmatchcase(n, args.pattern)]
-        entries = [(n, get_statistic(n).description) for n in names]
-    else:
-        import layerscope.datasets  # fills DATASETS
-        import layerscope.lab  # fills OPTIMIZERS and METRICS
-        from layerscope import registry
-
-        try:
-            import layerscope.models  # noqa: F401 - fills MODELS
-        except ImportError:
-            pass
-        reg = getattr(registry, args.kind.upper())
-        entries = [(n, _first_line(reg.get(n))) for n in reg.list(args.pattern)]
+    fill, holder, name = KINDS[args.kind]
+    importlib.import_module(fill)
+    registry = getattr(importlib.import_module(holder), name)
+    entries = [(n, registry.describe(n)) for n in registry.list(args.pattern)]
     if not entries:
         print(f"no {args.kind} match {args.pattern!r}")
         return 1
     width = max(len(n) for n, _ in entries)
-    for name, description in entries:
-        print(f"{name:<{width}}  {description}".rstrip())
+    for entry, description in entries:
+        print(f"{entry:<{width}}  {description}".rstrip())
     return 0

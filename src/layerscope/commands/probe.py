@@ -64,7 +64,8 @@ def _percent(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerscope.analysis.probes import ProbeSettings, limit_threads, probe_run
+    from layerscope.lab.probing import probe_run
+    from layerscope.probes import ProbeSettings, limit_threads
 
     if args.threads is not None:
         limit_threads(args.threads)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from layerscope.errors import RunFolderError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     stores = find_stores(path)
     if not stores:
-        raise FileNotFoundError(f"no layerscope run under {path}")
+        raise RunFolderError(f"no layerscope run under {path}")
     if len(stores) == 1 and stores[0].parent == path:
         print(write_report(path))
         return 0

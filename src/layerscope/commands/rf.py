@@ -8,6 +8,8 @@ import json
 import math
 from fractions import Fraction
 
+from layerscope.errors import OptionError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -40,7 +42,7 @@ def parse_option(text: str) -> tuple[str, object]:
     """``"width=1/4"`` -> ``("width", 0.25)``; booleans, None, numbers, tuples or strings."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+        raise OptionError(f"--set expects KEY=VALUE, got {text!r}")
     raw = raw.strip()
     words = {"true": True, "false": False, "none": None, "null": None}
     if raw.lower() in words:
@@ -73,8 +75,7 @@ def _axes(values) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerscope.analysis.patterns import advise
-    from layerscope.analysis.receptive_field import receptive_field
+    from layerscope.architecture import advise, receptive_field
     from layerscope.models import create_model
 
     options = dict(parse_option(text) for text in args.set)

@@ -4,12 +4,12 @@ layer by layer between two trained runs (SPEC C9).
 - ``layerscope similarity a.npy b.npy``: activations a user saved (e.g. with
   ``np.save("a.npy", layer_output.numpy())``) over the same samples in the same order; every
   measure is printed, a measure that cannot be computed as ``n/a: reason``.
-- ``layerscope similarity RUN_A RUN_B``: two run folders of the trainer; each model is rebuilt
-  from its ``config.json`` and newest checkpoint
-  (:func:`~layerscope.analysis.runs.load_run_model`), and
-  :func:`~layerscope.analysis.similarity_models.layer_similarity` compares every recorded layer
-  of A with every one of B on run A's data split. The matrix is printed; ``--out`` writes it as
-  a heatmap.
+- ``layerscope similarity RUN_A RUN_B``: two run folders of the trainer, compared by
+  :func:`layerscope.lab.compare_runs` (every recorded layer of A against every one of B on run
+  A's data split). The matrix is printed; ``--out`` writes it as a heatmap.
+
+CKA is the unbiased estimator everywhere (docs/similarity.md); ``cka_biased`` is Kornblith et
+al.'s biased one (``cka_unbiased`` is accepted as another name for ``cka``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-MEASURE_NAMES = ("cca", "svcca", "pwcca", "cka", "cka_unbiased")
-#: What a single measure may fail with and still leave the others to print.
-_MEASURE_ERRORS = (ValueError, TypeError, ArithmeticError, RuntimeError)
+from layerscope.errors import LayerscopeError, OptionError
+
+MEASURE_NAMES = ("cca", "svcca", "pwcca", "cka", "cka_biased")
+#: Accepted as --measure too: the name of the unbiased CKA before it became the default.
+ALIASES = {"cka_unbiased": "cka"}
+
+
+def _measure_errors() -> tuple[type[BaseException], ...]:
+    """What a single measure may fail with and still leave the others to print: a user-level
+    error, or linear algebra that did not converge on these data."""
+    import torch
+
+    return (LayerscopeError, ArithmeticError, torch.linalg.LinAlgError)
 #: Options that only mean something when comparing two runs.
 _RUN_OPTIONS = ("split", "max_batches", "batch_size", "device", "out")
 
@@ -38,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("y", help="second activations (same samples, same order), or RUN_B")
     parser.add_argument(
         "--measure",
-        choices=(*MEASURE_NAMES, "all"),
+        choices=(*MEASURE_NAMES, *ALIASES, "all"),
         help="files: which measure to print (default: all); runs: cka (default, minibatch "
         "unbiased CKA), cca, svcca, pwcca or all",
     )
@@ -74,9 +84,9 @@ def _load(path: str):
     if path.endswith((".pt", ".pth")):
         value = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{path}: expected one saved tensor, got {type(value).__name__}")
+            raise OptionError(f"{path}: expected one saved tensor, got {type(value).__name__}")
         return value
-    raise ValueError(
+    raise OptionError(
         f"{path}: unknown file type; save activations as .npy or .pt, or give two run folders"
     )
 
@@ -88,8 +98,8 @@ def _each(names, compute, show) -> None:
     for name in names:
         try:
             result = compute(name)
-        except _MEASURE_ERRORS as error:
-            reason = str(error) if isinstance(error, ValueError) else repr(error)
+        except _measure_errors() as error:
+            reason = str(error) if isinstance(error, LayerscopeError) else repr(error)
             print(f"  {name:<14} n/a: {reason}")
             errors.append(error)
             continue
@@ -103,17 +113,17 @@ def run(args: argparse.Namespace) -> int:
     if all(folders):
         return _compare_runs(args)
     if any(folders):
-        raise ValueError(
+        raise OptionError(
             f"give two activation files or two run folders, got {args.x!r} and {args.y!r}"
         )
     given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o) is not None]
     if given:
-        raise ValueError(f"{', '.join(given)} only apply when comparing two run folders")
+        raise OptionError(f"{', '.join(given)} only apply when comparing two run folders")
     return _compare_files(args)
 
 
 def _compare_files(args: argparse.Namespace) -> int:
-    from layerscope.analysis.similarity import cca, cka, pwcca, svcca
+    from layerscope.similarity import cca, cka, pwcca, svcca
 
     x, y = _load(args.x), _load(args.y)
     options = dict(spatial=args.spatial)
@@ -122,73 +132,66 @@ def _compare_files(args: argparse.Namespace) -> int:
         "svcca": lambda: svcca(x, y, variance=args.variance, **options).similarity,
         "pwcca": lambda: pwcca(x, y, **options).similarity,
         "cka": lambda: cka(x, y, **options),
-        "cka_unbiased": lambda: cka(x, y, unbiased=True, **options),
+        "cka_biased": lambda: cka(x, y, unbiased=False, **options),
     }
-    chosen = MEASURE_NAMES if args.measure in (None, "all") else (args.measure,)
+    measure = ALIASES.get(args.measure, args.measure)
+    chosen = MEASURE_NAMES if measure in (None, "all") else (measure,)
     print(f"{args.x} {tuple(x.shape)} vs {args.y} {tuple(y.shape)}")
     _each(chosen, lambda name: measures[name](), lambda name, v: print(f"  {name:<14} {v:.6f}"))
     return 0
 
 
 def _compare_runs(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
+    from layerscope.lab.compare import RunPair
+    from layerscope.similarity.measures import MEASURES
 
-    from layerscope.analysis.runs import load_run_model, train_split_without_augmentation
-    from layerscope.analysis.similarity_models import MEASURES, layer_similarity
-
-    if args.measure == "cka_unbiased":
-        raise ValueError(
-            "--measure cka_unbiased is for activation files; between runs, cka already is the "
-            "unbiased minibatch CKA"
+    measure = ALIASES.get(args.measure, args.measure)
+    if measure == "cka_biased":
+        raise OptionError(
+            "--measure cka_biased is for activation files; between runs, cka is the unbiased "
+            "minibatch CKA (the biased estimator depends on the batch size)"
         )
-    chosen = tuple(MEASURES) if args.measure == "all" else (args.measure or "cka",)
+    chosen = tuple(MEASURES.list()) if measure == "all" else (measure or "cka",)
     if args.out is not None:
-        from matplotlib.figure import Figure
-
-        formats = Figure().canvas.get_supported_filetypes()
-        if Path(args.out).suffix.lower().lstrip(".") not in formats:
-            raise ValueError(
-                f"--out {args.out!r} needs an image suffix matplotlib writes: .png, .pdf, .svg, "
-                f"... ({', '.join(sorted(formats))})"
-            )
-    model_a, data, cfg_a = load_run_model(args.x, device=args.device)
-    model_b, _, cfg_b = load_run_model(args.y, device=args.device)
-    split = args.split or "test"
-    dataset = train_split_without_augmentation(data) if split == "train" else data.test
-    loader = DataLoader(dataset, batch_size=args.batch_size or cfg_a.batch_size, shuffle=False)
+        _check_image_suffix(args.out)
+    pair = RunPair.open(args.x, args.y, split=args.split or "test", batch_size=args.batch_size,
+                        device=args.device)  # fmt: skip
+    cfg_a, cfg_b = pair.config_a, pair.config_b
     names = _labels(args.x, args.y)
     print(f"rows: {names[0]} ({cfg_a.model}), columns: {names[1]} ({cfg_b.model}); inputs: "
-          f"{split} split of {cfg_a.dataset} at {cfg_a.resolution} px (run A's data)")  # fmt: skip
+          f"{pair.split} split of {cfg_a.dataset} at {cfg_a.resolution} px (run A's data)")  # fmt: skip
     if (cfg_b.dataset, cfg_b.resolution) != (cfg_a.dataset, cfg_a.resolution):
         print(f"note: run B was trained on {cfg_b.dataset} at {cfg_b.resolution} px")
 
-    def compute(measure: str):
-        return layer_similarity(
-            model_a,
-            model_b,
-            loader,
-            measure=measure,
-            include=cfg_a.tracker.include,
-            exclude=cfg_a.tracker.exclude or None,
-            spatial=args.spatial,
-            max_batches=args.max_batches,
-            options={"variance": args.variance} if measure == "svcca" else None,
-        )
+    def compute(name: str):
+        return pair.similarity(name, spatial=args.spatial, max_batches=args.max_batches,
+                               variance=args.variance)  # fmt: skip
 
-    def show(measure: str, matrix) -> None:
-        print(f"{measure} ({matrix.num_samples} samples, spatial={matrix.spatial}):")
+    def show(name: str, matrix) -> None:
+        print(f"{name} ({matrix.num_samples} samples, spatial={matrix.spatial}):")
         print(_table(matrix))
         if args.out is not None:
             from layerscope.report.similarity import plot_similarity_matrix
 
             path = Path(args.out)
             if len(chosen) > 1:
-                path = path.with_name(f"{path.stem}-{measure}{path.suffix}")
+                path = path.with_name(f"{path.stem}-{name}{path.suffix}")
             plot_similarity_matrix(matrix, path=path, labels=names)
             print(f"heatmap: {path}")
 
     _each(chosen, compute, show)
     return 0
+
+
+def _check_image_suffix(out: str) -> None:
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if Path(out).suffix.lower().lstrip(".") not in formats:
+        raise OptionError(
+            f"--out {out!r} needs an image suffix matplotlib writes: .png, .pdf, .svg, "
+            f"... ({', '.join(sorted(formats))})"
+        )
 
 
 def _labels(a: str, b: str) -> tuple[str, str]:

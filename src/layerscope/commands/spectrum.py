@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from layerscope.errors import OptionError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.path:
         data = np.load(args.path)
         if data.ndim != 2:
-            raise ValueError(
+            raise OptionError(
                 f"{args.path}: expected a 2-D (samples, features) array, got {data.shape}"
             )
         source = args.path

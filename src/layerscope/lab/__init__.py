@@ -1,11 +1,30 @@
-"""Workflows for experiments: registries, configs, the trainer and run folders (SPEC C10).
+"""Workflows for experiments and run folders (SPEC C10).
 
-Importing this package fills the optimizer and metric registries.
+- configs: :mod:`~layerscope.lab.config` (schema, grids, run folders),
+  :mod:`~layerscope.lab.config_check` (the schema machinery), :mod:`~layerscope.lab.config_files`
+  (JSON / TOML / YAML), :mod:`~layerscope.lab.config_resolve` (registry lookups, run ids);
+- training: :mod:`~layerscope.lab.trainer`, :mod:`~layerscope.lab.checkpoint`,
+  :mod:`~layerscope.lab.optimizers` and :mod:`~layerscope.lab.metrics` (registered on import);
+- run folders: :mod:`~layerscope.lab.runs` (config, checkpoint, model of a run),
+  :mod:`~layerscope.lab.probing` (:func:`probe_run`), :mod:`~layerscope.lab.compare`
+  (:func:`compare_runs`);
+- :mod:`~layerscope.lab.experiment`: train -> model size -> probes -> report, for every run of
+  a config (:func:`run_experiment`).
 """
 
 from layerscope.lab import metrics, optimizers
+from layerscope.lab.compare import RunPair, compare_runs
 from layerscope.lab.config import RunConfig, describe_runs, load_config, run_dir
+from layerscope.lab.experiment import record_model_size, resume_run, run_experiment, run_one
 from layerscope.lab.optimizers import step_schedule
+from layerscope.lab.probing import probe_run
+from layerscope.lab.runs import (
+    load_run_model,
+    read_run_config,
+    run_checkpoint,
+    train_split_without_augmentation,
+)
+from layerscope.lab.trainer import RunResult, train_run
 from layerscope.registry import DATASETS, METRICS, MODELS, OPTIMIZERS, Registry
 
 __all__ = [
@@ -15,10 +34,23 @@ __all__ = [
     "OPTIMIZERS",
     "Registry",
     "RunConfig",
+    "RunPair",
+    "RunResult",
+    "compare_runs",
     "describe_runs",
     "load_config",
+    "load_run_model",
     "metrics",
     "optimizers",
+    "probe_run",
+    "read_run_config",
+    "record_model_size",
+    "resume_run",
+    "run_checkpoint",
     "run_dir",
+    "run_experiment",
+    "run_one",
     "step_schedule",
+    "train_run",
+    "train_split_without_augmentation",
 ]

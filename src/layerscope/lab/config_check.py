@@ -20,7 +20,15 @@ from typing import Any, Literal
 
 from layerscope.errors import ConfigError, ConfigKeyError, ConfigTypeError
 
-__all__ = ["ALIASES", "KEY_HINTS", "Context", "apply_aliases", "build", "expand_mapping"]
+__all__ = [
+    "ALIASES",
+    "KEY_HINTS",
+    "Context",
+    "apply_aliases",
+    "build",
+    "expand_mapping",
+    "flatten_keys",
+]
 
 #: PHD-Lab's key names accepted for ours (dissertation 6.2.3, listing 1).
 ALIASES = {"epoch": "epochs"}
@@ -126,10 +134,22 @@ def _is_literal(value) -> bool:
 
 
 def _is_names(tp) -> bool:
-    """tuple[str, ...], possibly optional: a key whose single value is a list."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
-    return typing.get_origin(tp) is tuple
+    """A tuple of names (``tuple[str, ...]``, or of ``str | X``), possibly optional: a key whose
+    single value is a list. A tuple of numbers (``tracker.downsample``) is not: lists sweep."""
+    members = (
+        typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    )
+    for member in members:
+        if typing.get_origin(member) is tuple:
+            element = typing.get_args(member)[0]
+            inner = (
+                typing.get_args(element)
+                if typing.get_origin(element) in (typing.Union, types.UnionType)
+                else (element,)
+            )
+            if str in inner:
+                return True
+    return False
 
 
 def _is_free_dict(tp) -> bool:
@@ -322,3 +342,24 @@ def build(cls, data: Mapping, prefix: str, context: Context):
             raise ConfigError(f"{context.prefix()}key {path!r} = {_show(value)} must be {rule}")
         values[f.name] = value
     return cls(**values)
+
+
+def flatten_keys(data: Mapping, prefix: str = "") -> dict[str, Any]:
+    """A run's mapping with its sections spelled as key paths (``optimizer.lr``).
+
+    Example:
+        >>> flatten_keys({"model": "m", "optimizer": {"lr": 0.1}})
+        {'model': 'm', 'optimizer.lr': 0.1}
+    """
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and key in (
+            "optimizer",
+            "tracker",
+            "model_kwargs",
+            "dataset_kwargs",
+        ):
+            out |= flatten_keys(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,7 +1,12 @@
-"""Experiments: every run of a config file, one after the other, each resumable (SPEC C10).
+"""Experiments: every run of a config, each through the whole pipeline, each resumable (SPEC C10).
 
-Runs execute locally in sequence; a finished run is skipped and an interrupted one resumes, so
-rerunning the same command after a crash continues where it stopped.
+One run is: train (:func:`~layerscope.lab.trainer.train_run`, with tracking, checkpoints and a
+live report) -> model size (parameters, MACs and FLOPs as records of phase ``"run"``) -> probes
+(with ``probes = true``) -> the final report. Every step can be repeated: a finished run skips
+training, the model size replaces its earlier records, probes reuse their cache, the report is
+rewritten. So rerunning the same command after a crash continues where it stopped.
+
+Runs execute locally in sequence.
 """
 
 from __future__ import annotations
@@ -9,19 +14,89 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from layerscope.architecture.complexity import count_flops, count_parameters
+from layerscope.datasets import load_dataset
 from layerscope.lab.config import RunConfig, load_config
-from layerscope.lab.trainer import CONFIG_FILE, RunResult, train_run
+from layerscope.lab.probing import probe_run
+from layerscope.lab.runs import read_run_config
+from layerscope.lab.trainer import DONE_FILE, RunResult, build_model, train_run
+from layerscope.report.html import write_report
+from layerscope.store.records import make_records
+from layerscope.store.sqlite import SQLiteSink
 
-__all__ = ["resume_run", "run_experiment"]
+__all__ = ["record_model_size", "resume_run", "run_experiment", "run_one"]
+
+#: Phase of the model-size records.
+RUN_PHASE = "run"
+
+
+def run_one(
+    cfg: RunConfig,
+    *,
+    folder: str | os.PathLike | None = None,
+    position: tuple[int, int] = (1, 1),
+    progress: bool = True,
+    after_epoch: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Train -> model size -> probes -> report for one configured run (see the module docstring).
+
+    Example (trains, so not run here; tests/lab/test_trainer.py runs it on a tiny model):
+        ``run_one(load_config("examples/vgg_width_sweep.toml")[0])``
+    """
+    result = train_run(cfg, folder=folder, position=position, progress=progress,
+                       after_epoch=after_epoch)  # fmt: skip
+    record_model_size(result.run_dir, cfg)
+    if cfg.probes:  # cached probes are not refitted; a crash mid-probes resumes here
+        probe_run(result.run_dir, progress=progress, report=False)
+    write_report(result.run_dir)
+    return result
+
+
+def record_model_size(run_dir: str | os.PathLike, cfg: RunConfig | None = None) -> dict:
+    """Parameters, multiply-accumulates and FLOPs (2 x MACs) of one forward pass of one image,
+    recorded (replacing earlier ones) as phase ``"run"`` of the run's last epoch.
+
+    The counts do not depend on the weights, so the model is built from the config; the data's
+    shape comes from ``done.json`` (or the dataset, for folders written before it held it).
+    """
+    run_dir = Path(run_dir)
+    cfg = cfg or read_run_config(run_dir)
+    shape = _data_shape(run_dir, cfg)
+    model = build_model(cfg, shape["num_classes"], shape["in_channels"])
+    size = shape["input_size"]
+    size = tuple(size) if isinstance(size, list) else size
+    flops = count_flops(model, size, in_channels=shape["in_channels"])
+    values = {"parameters": count_parameters(model).total, "macs": flops.macs,
+              "flops": flops.flops}  # fmt: skip
+    rows = make_records(cfg.run_id, cfg.epochs - 1, RUN_PHASE, time.time(), model=values)
+    store = SQLiteSink(run_dir / "records.sqlite")
+    try:
+        store.replace(rows, run=cfg.run_id, phase=RUN_PHASE, layers=[])
+    finally:
+        store.close()
+    return values
+
+
+def _data_shape(run_dir: Path, cfg: RunConfig) -> dict:
+    done = run_dir / DONE_FILE
+    if done.is_file():
+        shape = json.loads(done.read_text(encoding="utf-8")).get("data")
+        if shape:
+            return shape
+    data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
+                        **cfg.dataset_kwargs)  # fmt: skip
+    return {"num_classes": data.num_classes, "in_channels": data.in_channels,
+            "input_size": data.input_size}  # fmt: skip
 
 
 def run_experiment(
     config: str | os.PathLike | dict | Sequence[RunConfig], *, progress: bool = True
 ) -> list[RunResult]:
-    """Train every run of ``config`` (a path, a mapping, or configs from ``load_config``).
+    """Every run of ``config`` (a path, a mapping, or configs from ``load_config``), one by one.
 
     Example (not run here: it trains):
         results = run_experiment("examples/vgg_width_sweep.toml")
@@ -32,7 +107,7 @@ def run_experiment(
         configs = list(config)
     results = []
     for index, cfg in enumerate(configs, start=1):
-        result = train_run(cfg, position=(index, len(configs)), progress=progress)
+        result = run_one(cfg, position=(index, len(configs)), progress=progress)
         if progress and result.status == "skipped":
             print(f"run {index}/{len(configs)}: {result.run_dir} is finished; skipped",
                   file=sys.stderr)  # fmt: skip
@@ -42,11 +117,4 @@ def run_experiment(
 
 def resume_run(folder: str | os.PathLike, *, progress: bool = True) -> RunResult:
     """Continue the run in ``folder`` from its last good checkpoint (its ``config.json``)."""
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{folder} is not a run folder: it has no {CONFIG_FILE} (run folders are written by "
-            f"`layerscope run CONFIG`)"
-        )
-    cfg = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
-    return train_run(cfg, folder=Path(folder), progress=progress)
+    return run_one(read_run_config(folder), folder=Path(folder), progress=progress)

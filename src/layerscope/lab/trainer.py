@@ -11,14 +11,17 @@ A run folder (``run_dir(cfg)``) holds::
     records.sqlite     per-layer statistics and per-epoch metrics
     checkpoints/       epoch-NNNN.pt (the newest two) and initial.pt (the weights at epoch 0)
     figures/, report.html
-    done.json          the run finished (a rerun skips it)
-    latents/, probes/  with ``probes = true``: extracted layer outputs and cached probe results,
-                       made after done.json (a rerun finishes probes a crash interrupted)
+    done.json          the run finished training (a rerun skips it)
+    latents/, probes/  with ``probes = true``: extracted layer outputs and cached probe results
+
+This module trains; :mod:`layerscope.lab.experiment` runs the whole pipeline of a config's runs
+(train, then model size, probes and the final report).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
 import sys
@@ -33,24 +36,23 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from layerscope.errors import ConfigError
+from layerscope.datasets import load_dataset
+from layerscope.errors import ConfigError, OptionError
 from layerscope.lab.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from layerscope.lab.config import (
-    TECHNICAL_KEYS,
-    RunConfig,
-    format_width,
-    resolve_device,
-    run_dir,
-)
+from layerscope.lab.config import RunConfig, format_width, resolve_device, run_dir
+from layerscope.lab.config_check import flatten_keys
+from layerscope.lab.config_resolve import technical_paths
 from layerscope.lab.optimizers import step_schedule
 from layerscope.registry import METRICS, MODELS, OPTIMIZERS
+from layerscope.report.live import ReportWriter
 from layerscope.store.atomic import atomic_save, atomic_write_text
-from layerscope.store.sinks import SQLiteSink
+from layerscope.store.runs import load
+from layerscope.store.sqlite import SQLiteSink
 from layerscope.tracking.tracker import Tracker
 
 __all__ = ["RunResult", "build_model", "run_epoch", "seed_everything", "train_run"]
@@ -93,12 +95,13 @@ def _write_config(folder: Path, cfg: RunConfig) -> None:
     path = folder / CONFIG_FILE
     resolved = cfg.to_dict()
     if path.is_file():
-        existing = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in resolved.keys() | existing.keys()
-                         if resolved.get(k) != existing.get(k))  # fmt: skip
+        existing = flatten_keys(json.loads(path.read_text(encoding="utf-8")))
+        flat = flatten_keys(resolved)
+        changed = sorted(k for k in flat.keys() | existing.keys() if flat.get(k) != existing.get(k))
         if not changed:
             return
-        if any(key not in TECHNICAL_KEYS for key in changed):
+        technical = technical_paths()
+        if any(key not in technical for key in changed):
             raise ConfigError(
                 f"{folder} holds a run with another config (differs in {', '.join(changed)}). "
                 f"Give this run another run_id or logs_dir, or delete the folder."
@@ -125,8 +128,6 @@ def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module
 
 
 def _parameters(factory: Callable) -> set[str]:
-    import inspect
-
     try:
         return set(inspect.signature(factory).parameters)
     except (TypeError, ValueError):
@@ -167,7 +168,7 @@ def run_epoch(
             inputs, targets = inputs.to(device), targets.to(device)
             logits = model(inputs)
             if logits.dim() != 2 or logits.shape[0] != len(targets):
-                raise ValueError(
+                raise OptionError(
                     f"the model returned shape {tuple(logits.shape)} for a batch of "
                     f"{len(targets)}; the trainer trains classifiers returning (batch, classes)"
                 )
@@ -189,18 +190,16 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _restore(checkpoints: Path, model, optimizer, scheduler, progress: bool) -> int:
+def _restore(checkpoints: Path, state: _TrainingState, progress: bool) -> int:
     """Load the newest good checkpoint into the training state; return the next epoch (0 if
     there is none, after saving the initial weights for distance-from-initialisation)."""
     # On CPU: RNG states must stay CPU tensors; load_state_dict moves the rest where it lives.
     checkpoint = latest_checkpoint(checkpoints, map_location="cpu")
     if checkpoint is None:
-        atomic_save(checkpoints / "initial.pt", lambda f: torch.save(model.state_dict(), f))
+        weights = state.model.state_dict()
+        atomic_save(checkpoints / "initial.pt", lambda f: torch.save(weights, f))
         return 0
-    model.load_state_dict(checkpoint.state["model"])
-    optimizer.load_state_dict(checkpoint.state["optimizer"])
-    scheduler.load_state_dict(checkpoint.state["scheduler"])
-    restore_rng_state(checkpoint.state["rng"])
+    state.load(checkpoint.state)
     if progress:
         print(f"resuming {checkpoints.parent} from epoch {checkpoint.epoch + 2} "
               f"({checkpoint.path.name})", file=sys.stderr)  # fmt: skip
@@ -210,8 +209,6 @@ def _restore(checkpoints: Path, model, optimizer, scheduler, progress: bool) -> 
 def _stored_metrics(folder: Path, run: str, epoch: int) -> dict[str, float]:
     """The train_/test_ metrics recorded for ``epoch`` (a run killed after its last
     checkpoint finishes without training again)."""
-    from layerscope.store.runs import load
-
     df = load(folder / "records.sqlite")
     rows = df[(df.run == run) & (df.epoch == epoch) & (df.phase == "epoch")]
     rows = rows[rows.statistic.str.startswith(("train_", "test_"))]
@@ -226,7 +223,10 @@ def train_run(
     progress: bool = True,
     after_epoch: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Train one configured run with tracking; resume it if it was interrupted.
+    """Train one configured run with tracking and a live report; resume it if interrupted.
+
+    Only training: the experiment (:func:`layerscope.lab.experiment.run_one`) adds the model
+    size, probes and the final report.
 
     Args:
         cfg: a resolved config (from :func:`~layerscope.lab.config.load_config`).
@@ -247,105 +247,109 @@ def train_run(
     _write_config(folder, cfg)  # refuses a folder that holds another run, finished or not
     if (folder / DONE_FILE).is_file():
         done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
-        if cfg.probes:  # finishes probes a crash cut short; cached ones are not refitted
-            _train_probes(folder, progress)
         return RunResult(folder, "skipped", 0, done.get("metrics", {}))
-
-    from layerscope.datasets import load_dataset
-
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
                         **cfg.dataset_kwargs)  # fmt: skip
-    model = build_model(cfg, data.num_classes, data.in_channels).to(device)
-    optimizer = OPTIMIZERS.create(
-        cfg.optimizer.name, params=model.parameters(), lr=cfg.optimizer.lr,
-        momentum=cfg.optimizer.momentum, weight_decay=cfg.optimizer.weight_decay,
-    )  # fmt: skip
-    scheduler = step_schedule(optimizer, cfg.optimizer.step, cfg.optimizer.factor)
-    metrics = {name: METRICS.get(name) for name in cfg.metrics}
+    state = _TrainingState.build(cfg, data, device)
     checkpoints = folder / "checkpoints"
-    start = _restore(checkpoints, model, optimizer, scheduler, progress)
-
-    # Records after the checkpoint (phases that finished before a crash) and the run-level
-    # records (written again at the end) go, so nothing is duplicated.
-    store = SQLiteSink(folder / "records.sqlite")
+    start = _restore(checkpoints, state, progress)
+    store = SQLiteSink(folder / "records.sqlite")  # records after the checkpoint go
     store.discard_from(cfg.run_id, start)
-    store.replace([], run=cfg.run_id, phase="run", layers=[])
     store.close()
-
-    generator = torch.Generator()
-    train_loader = DataLoader(
-        data.train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-        worker_init_fn=_seed_worker, generator=generator,
-    )  # fmt: skip
-    test_loader = DataLoader(data.test, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    t = cfg.tracker
-    tracker = Tracker(
-        model, folder, run=cfg.run_id, statistics=t.statistics, delta=t.delta,
-        include=t.include, exclude=t.exclude or None, precision=t.precision,
-        downsample=t.downsample, downsample_method=t.downsample_method,
-        every_n_batches=t.every_n_batches, max_batches=t.max_batches,
-        max_samples=t.max_samples, start_epoch=start, metadata={"config": cfg.to_dict()},
-    )  # fmt: skip
-    index, total = position
-    name = f"run {index}/{total} {cfg.model} w={format_width(cfg.width)}"
     last = _stored_metrics(folder, cfg.run_id, cfg.epochs - 1) if start >= cfg.epochs else {}
-    with tracker:
+    with _tracker(cfg, state.model, folder, start) as tracker:
         if start > 0:
             initial = torch.load(checkpoints / "initial.pt", map_location="cpu", weights_only=True)
             tracker.set_initial_weights(initial)
+        label = f"run {position[0]}/{position[1]} {cfg.model} w={format_width(cfg.width)}"
         for epoch in range(start, cfg.epochs):
-            started = time.perf_counter()
-            data.set_epoch(epoch)
-            # The shuffle order depends on (seed, epoch) only, so a resumed run sees the
-            # same batches as an uninterrupted one.
-            generator.manual_seed(_epoch_seed(cfg.seed, epoch))
-            label = f"{name} epoch {epoch + 1}/{cfg.epochs}"
-            lr = optimizer.param_groups[0]["lr"]
-            train = run_epoch(model, train_loader, device, metrics, optimizer, label, progress)
-            test = run_epoch(model, test_loader, device, metrics, None, label + " eval", progress)
-            scheduler.step()
-            last = {f"train_{k}": v for k, v in train.items()}
-            last |= {f"test_{k}": v for k, v in test.items()}
-            tracker.end_epoch(**last, lr=lr, seconds=time.perf_counter() - started)
-            save_checkpoint(checkpoints, epoch, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": capture_rng_state(),
-            })  # fmt: skip
-            if progress:
-                print(f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
-                      + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss"),
-                      file=sys.stderr)  # fmt: skip
+            last = state.epoch(epoch, data, tracker, f"{label} epoch {epoch + 1}/{cfg.epochs}",
+                               progress)  # fmt: skip
+            save_checkpoint(checkpoints, epoch, state.checkpoint())
             if after_epoch is not None:
                 after_epoch(epoch)
-        _record_model_size(tracker, model, data)
-    atomic_write_text(folder / DONE_FILE, json.dumps({"metrics": last, "epochs": cfg.epochs},
-                                                     indent=2))  # fmt: skip
-    if cfg.probes:
-        _train_probes(folder, progress)
+    done = {"metrics": last, "epochs": cfg.epochs, "data": {
+        "num_classes": data.num_classes, "in_channels": data.in_channels,
+        "input_size": data.input_size}}  # fmt: skip
+    atomic_write_text(folder / DONE_FILE, json.dumps(done, indent=2))
     return RunResult(folder, "finished", max(cfg.epochs - start, 0), last)
 
 
-def _train_probes(folder: Path, progress: bool) -> None:
-    """Logistic-regression probes of the finished run (``probes = true``, SPEC C6). Each
-    finished probe is cached, so a rerun after a crash trains only the missing layers."""
-    from layerscope.analysis.probes import probe_run
+def _tracker(cfg: RunConfig, model: nn.Module, folder: Path, start: int) -> Tracker:
+    """The run's Tracker: the config's options, always with the SQLite store (resume and the
+    reports read it; ``tracker.sinks`` adds others), and a live report."""
+    sinks = tuple(cfg.tracker.sinks or ())
+    sinks = sinks if "sqlite" in sinks else ("sqlite", *sinks)
+    return Tracker(model, folder, run=cfg.run_id, options=cfg.tracker, sinks=sinks,
+                   start_epoch=start, metadata={"config": cfg.to_dict()},
+                   callbacks=[ReportWriter()])  # fmt: skip
 
-    probe_run(folder, progress=progress)
 
+@dataclass
+class _TrainingState:
+    """Model, optimizer, schedule, metrics and loaders of one run; what a checkpoint holds."""
 
-def _record_model_size(tracker: Tracker, model: nn.Module, data) -> None:
-    """Parameters, multiply-accumulates and FLOPs (2 x MACs) of one forward pass of one image,
-    recorded as phase ``run`` of the last epoch."""
-    from layerscope.analysis.complexity import count_flops, count_parameters
+    cfg: RunConfig
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    metrics: dict[str, Callable]
+    generator: torch.Generator
+    train_loader: DataLoader
+    test_loader: DataLoader
 
-    with tracker.paused():  # the counter runs a forward pass that is not data
-        flops = count_flops(model, data.input_size, in_channels=data.in_channels)
-    tracker.log(
-        phase="run",
-        epoch=max(tracker.epoch - 1, 0),
-        parameters=float(count_parameters(model).total),
-        macs=float(flops.macs),
-        flops=float(flops.flops),
-    )
+    @classmethod
+    def build(cls, cfg: RunConfig, data, device: torch.device) -> _TrainingState:
+        model = build_model(cfg, data.num_classes, data.in_channels).to(device)
+        optimizer = OPTIMIZERS.create(
+            cfg.optimizer.name, params=model.parameters(), lr=cfg.optimizer.lr,
+            momentum=cfg.optimizer.momentum, weight_decay=cfg.optimizer.weight_decay,
+        )  # fmt: skip
+        generator = torch.Generator()
+        train_loader = DataLoader(
+            data.train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+            worker_init_fn=_seed_worker, generator=generator,
+        )  # fmt: skip
+        test_loader = DataLoader(data.test, batch_size=cfg.batch_size,
+                                 num_workers=cfg.num_workers)  # fmt: skip
+        return cls(cfg, device, model, optimizer,
+                   step_schedule(optimizer, cfg.optimizer.step, cfg.optimizer.factor),
+                   {name: METRICS.get(name) for name in cfg.metrics}, generator,
+                   train_loader, test_loader)  # fmt: skip
+
+    def epoch(self, epoch: int, data, tracker: Tracker, label: str, progress: bool) -> dict:
+        """Train and evaluate one epoch, record it; returns the train_/test_ metrics."""
+        started = time.perf_counter()
+        data.set_epoch(epoch)
+        # The shuffle order depends on (seed, epoch) only, so a resumed run sees the same
+        # batches as an uninterrupted one.
+        self.generator.manual_seed(_epoch_seed(self.cfg.seed, epoch))
+        lr = self.optimizer.param_groups[0]["lr"]
+        train = run_epoch(self.model, self.train_loader, self.device, self.metrics,
+                          self.optimizer, label, progress)  # fmt: skip
+        test = run_epoch(self.model, self.test_loader, self.device, self.metrics, None,
+                         label + " eval", progress)  # fmt: skip
+        self.scheduler.step()
+        values = {f"train_{k}": v for k, v in train.items()}
+        values |= {f"test_{k}": v for k, v in test.items()}
+        tracker.end_epoch(**values, lr=lr, seconds=time.perf_counter() - started)
+        if progress:
+            print(f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
+                  + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss"),
+                  file=sys.stderr)  # fmt: skip
+        return values
+
+    def checkpoint(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": capture_rng_state(),
+        }  # fmt: skip
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])

@@ -1,1 +1,45 @@
-"""Figures (matplotlib, headless) and HTML reports built from run records."""
+"""Figures (matplotlib, headless) and HTML reports built from run records (SPEC C4, C12).
+
+Reads records and analysis results; writes only figures and HTML.
+
+- :mod:`~layerscope.report.figures`: saturation per layer (with probes), heatmaps over epochs,
+  intrinsic dimension; :func:`save_figure`;
+- :mod:`~layerscope.report.html`: :func:`write_report`, one self-contained page per run;
+- :mod:`~layerscope.report.live`: :class:`ReportWriter`, a Tracker callback for a live report;
+- :mod:`~layerscope.report.index`: :func:`write_index` across runs;
+- :mod:`~layerscope.report.similarity`, :mod:`~layerscope.report.positions`: similarity
+  heatmaps and curves, position-probe heatmaps.
+"""
+
+from layerscope.report.figures import (
+    figure_bytes,
+    intrinsic_dimension_by_layer,
+    saturation_and_probes,
+    saturation_by_layer,
+    saturation_heatmap,
+    save_figure,
+)
+from layerscope.report.html import layer_table, write_report
+from layerscope.report.index import run_summary, saturation_against_accuracy, write_index
+from layerscope.report.live import ReportRecords, ReportWriter
+from layerscope.report.positions import position_heatmaps
+from layerscope.report.similarity import plot_similarity_matrix, plot_similarity_over_epochs
+
+__all__ = [
+    "ReportRecords",
+    "ReportWriter",
+    "figure_bytes",
+    "intrinsic_dimension_by_layer",
+    "layer_table",
+    "plot_similarity_matrix",
+    "plot_similarity_over_epochs",
+    "position_heatmaps",
+    "run_summary",
+    "saturation_against_accuracy",
+    "saturation_and_probes",
+    "saturation_by_layer",
+    "saturation_heatmap",
+    "save_figure",
+    "write_index",
+    "write_report",
+]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from layerscope.probes.positions import load_position_maps
 from layerscope.report.figures import (
     intrinsic_dimension_by_layer,
     layer_order,
@@ -23,8 +23,10 @@ from layerscope.report.figures import (
     saturation_heatmap,
     save_figure,
 )
+from layerscope.report.positions import position_heatmaps
 from layerscope.store.atomic import atomic_write_text
-from layerscope.store.runs import load, read_layers
+from layerscope.store.folder import read_layers, read_run_info
+from layerscope.store.runs import load
 
 __all__ = ["layer_table", "write_report"]
 
@@ -86,8 +88,6 @@ def layer_table(df: pd.DataFrame, layers: Sequence[dict] | None = None) -> pd.Da
 
 def _position_figures(run_dir: Path) -> list:
     """Heatmaps of position probes saved by ``layerscope probe --reduction pos8``."""
-    from layerscope.analysis.position_probes import load_position_maps, position_heatmaps
-
     found = sorted((run_dir / "probes").glob("positions-*.json"))
     return [(path.stem.replace("-", "_") + "_probes", position_heatmaps(load_position_maps(path)))
             for path in found]  # fmt: skip
@@ -141,7 +141,7 @@ def write_report(
         >>> from torch import nn
         >>> from layerscope import Tracker
         >>> model, folder = nn.Sequential(nn.Linear(3, 3)), tempfile.mkdtemp()
-        >>> with Tracker(model, folder, figures=False) as tracker:
+        >>> with Tracker(model, folder) as tracker:
         ...     _ = model(torch.randn(16, 3))
         >>> write_report(folder).name
         'report.html'
@@ -165,9 +165,7 @@ def write_report(
         images.append(f"<img alt='{name}' src='data:image/png;base64,"
                       f"{base64.b64encode(data).decode()}'>")  # fmt: skip
 
-    run_info = {}
-    if (run_dir / "run.json").is_file():
-        run_info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    run_info = read_run_info(run_dir)
     title = html.escape(str(run_info.get("run", run_dir.name)))
     facts = [f"model <b>{html.escape(str(run_info.get('model', '?')))}</b>",
              f"started {html.escape(str(run_info.get('started', '?')))}",

@@ -50,7 +50,7 @@ def run_summary(root: str | os.PathLike) -> pd.DataFrame:
         >>> from torch import nn
         >>> from layerscope import Tracker
         >>> root, model = tempfile.mkdtemp(), nn.Sequential(nn.Linear(3, 3))
-        >>> with Tracker(model, f"{root}/run1", figures=False) as tracker:
+        >>> with Tracker(model, f"{root}/run1") as tracker:
         ...     _ = model(torch.randn(16, 3))
         ...     tracker.end_epoch(test_accuracy=0.5)
         >>> run_summary(root)[["folder", "epochs", "test_accuracy"]].to_dict("records")
@@ -115,7 +115,7 @@ def write_index(root: str | os.PathLike, *, run_reports: bool = True) -> Path:
         >>> from torch import nn
         >>> from layerscope import Tracker
         >>> root, model = tempfile.mkdtemp(), nn.Sequential(nn.Linear(3, 3))
-        >>> with Tracker(model, f"{root}/run1", figures=False) as tracker:
+        >>> with Tracker(model, f"{root}/run1") as tracker:
         ...     _ = model(torch.randn(16, 3))
         >>> write_index(root).name
         'index.html'

@@ -14,17 +14,18 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from layerscope.analysis.similarity_models import SimilarityMatrix, SimilarityOverEpochs
 from layerscope.report.figures import save_figure
+from layerscope.similarity.layers import SimilarityMatrix, SimilarityOverEpochs
+from layerscope.similarity.measures import MEASURES
 
-__all__ = ["plot_similarity_matrix", "plot_similarity_over_epochs", "save_figure"]
+__all__ = ["plot_similarity_matrix", "plot_similarity_over_epochs"]
 
-_MEASURE_LABELS = {
-    "cka": "linear CKA",
-    "cca": "mean CCA",
-    "svcca": "SVCCA",
-    "pwcca": "PWCCA",
-}
+
+
+def _label(measure: str) -> str:
+    """How figures name a measure (its registered label, else its name)."""
+    return MEASURES.get(measure).label if measure in MEASURES else measure
+
 #: Show at most this many tick labels per axis; the rest are thinned evenly.
 MAX_TICK_LABELS = 40
 
@@ -69,7 +70,7 @@ def plot_similarity_matrix(
         aspect="auto",
         interpolation="nearest",
     )
-    figure.colorbar(image, ax=axes, label=_MEASURE_LABELS.get(matrix.measure, matrix.measure))
+    figure.colorbar(image, ax=axes, label=_label(matrix.measure))
     for axis, names in ((axes.xaxis, matrix.cols), (axes.yaxis, matrix.rows)):
         positions, shown = _ticks(names)
         axis.set_ticks(positions, shown)
@@ -85,7 +86,7 @@ def plot_similarity_matrix(
             axes.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
     axes.set_title(
         title
-        or f"{_MEASURE_LABELS.get(matrix.measure, matrix.measure)} "
+        or f"{_label(matrix.measure)} "
         f"({matrix.num_samples} samples, {matrix.spatial})"
     )
     if path is not None:
@@ -127,7 +128,7 @@ def plot_similarity_over_epochs(
             result.epochs, values[:, j], marker="o", markersize=3, label=layer, color=colours(shade)
         )
     axes.set_xlabel("epoch")
-    label = _MEASURE_LABELS.get(result.measure, result.measure)
+    label = _label(result.measure)
     axes.set_ylabel(f"{label} with epoch {result.reference_epoch}")
     low = float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
     axes.set_ylim(min(0.0, low), 1.02)

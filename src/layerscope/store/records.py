@@ -8,10 +8,10 @@ Model-level values (loss, accuracy, parameter count) have ``layer`` and ``layer_
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Mapping
 from dataclasses import astuple, dataclass
 
-__all__ = ["COLUMNS", "Record"]
+__all__ = ["COLUMNS", "Record", "make_records"]
 
 #: Column order of every sink and of :func:`layerscope.load`'s DataFrame.
 COLUMNS: tuple[str, ...] = (
@@ -61,6 +61,32 @@ class Record:
     def as_dict(self) -> dict:
         return dict(zip(COLUMNS, self.as_tuple(), strict=True))
 
-    @property
-    def is_finite(self) -> bool:
-        return math.isfinite(self.value)
+
+def make_records(
+    run: str,
+    epoch: int,
+    phase: str,
+    wall_time: float,
+    *,
+    layers: Iterable[tuple[str, int | None, Mapping[str, float]]] = (),
+    model: Mapping[str, float] | None = None,
+) -> list[Record]:
+    """The tidy rows of one (run, epoch, phase): every layer's values, then the model's.
+
+    ``layers`` holds ``(layer name, layer index, {statistic: value})`` triples; ``model`` the
+    model-level values (``layer`` and ``layer_index`` None). Values are converted to float.
+
+    Example:
+        >>> rows = make_records("r", 0, "train", 0.0, layers=[("fc", 0, {"saturation": 0.5})],
+        ...                     model={"average_saturation": 0.5})
+        >>> [(r.layer, r.statistic) for r in rows]
+        [('fc', 'saturation'), (None, 'average_saturation')]
+    """
+    rows = [
+        Record(run, epoch, phase, name, index, statistic, float(value), wall_time)
+        for name, index, values in layers
+        for statistic, value in values.items()
+    ]
+    for statistic, value in (model or {}).items():
+        rows.append(Record(run, epoch, phase, None, None, statistic, float(value), wall_time))
+    return rows

@@ -2,30 +2,46 @@
 
 A run folder holds::
 
-    records.sqlite      the default store (or records.csv / records.jsonl)
+    records.sqlite      the default store (or records.jsonl / records.csv, see layerscope.store.sinks)
     layers.json         the recorded layers (LayerInfo records) in forward order
     run.json            what produced the run: options, package versions, start time
-    figures/*.png       rewritten atomically at every epoch end
+    figures/*.png       written by the report (layerscope.report)
     report.html         a self-contained page (figures embedded)
+
+Stores are found and read through the registered sink formats
+(:func:`~layerscope.store.sinks.store_formats`): a new readable format is found here without
+changes to this module.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from layerscope.store.records import COLUMNS
-from layerscope.store.sinks import SINK_FILES
+from layerscope.errors import RunFolderError, StoreError
+from layerscope.store.records import COLUMNS, Record
+from layerscope.store.sinks import SinkFormat, store_formats
 
-__all__ = ["find_stores", "load", "read_layers"]
+__all__ = ["find_stores", "load", "records_frame", "stored_epochs"]
 
-_STORE_NAMES = (SINK_FILES["sqlite"], SINK_FILES["jsonl"], SINK_FILES["csv"])
+
+def _format_of(path: Path) -> SinkFormat:
+    for sink_format in store_formats():
+        if path.name == sink_format.file_name:
+            return sink_format
+    names = ", ".join(f.file_name for f in store_formats())
+    raise StoreError(f"{path}: not a store (expected a file named {names})")
+
+
+def _store_in(folder: Path) -> Path | None:
+    """The store a folder's records are read from (several formats hold the same records)."""
+    for sink_format in store_formats():
+        if (folder / sink_format.file_name).is_file():
+            return folder / sink_format.file_name
+    return None
 
 
 def find_stores(path: str | os.PathLike) -> list[Path]:
@@ -47,41 +63,10 @@ def find_stores(path: str | os.PathLike) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.exists():
-        raise FileNotFoundError(f"no run folder or store at {path}")
-    stores = []
-    for folder in sorted({p.parent for name in _STORE_NAMES for p in path.rglob(name)}):
-        for name in _STORE_NAMES:
-            if (folder / name).is_file():
-                stores.append(folder / name)
-                break
-    return stores
-
-
-def _complete_lines(path: Path) -> str:
-    """The file's text without a partial last line (left by a crash mid-write)."""
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return text
-
-
-def _read_store(path: Path) -> pd.DataFrame:
-    if path.suffix == ".sqlite":
-        uri = f"file:{path}?mode=ro"
-        try:
-            with sqlite3.connect(uri, uri=True) as connection:
-                return pd.read_sql_query(f"SELECT {', '.join(COLUMNS)} FROM records", connection)
-        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as error:
-            raise ValueError(f"{path} is not a readable layerscope store: {error}") from None
-    if path.suffix == ".jsonl":
-        lines = [json.loads(line) for line in _complete_lines(path).splitlines() if line.strip()]
-        return pd.DataFrame(lines, columns=list(COLUMNS))
-    if path.suffix == ".csv":
-        text = _complete_lines(path)
-        if not text.strip():
-            return pd.DataFrame(columns=list(COLUMNS))
-        return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
-    raise ValueError(f"{path}: not a store (expected .sqlite, .jsonl or .csv)")
+        raise RunFolderError(f"no run folder or store at {path}")
+    names = [f.file_name for f in store_formats()]
+    folders = sorted({p.parent for name in names for p in path.rglob(name)})
+    return [store for folder in folders if (store := _store_in(folder)) is not None]
 
 
 def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -98,8 +83,7 @@ def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame
 
     Example:
         >>> import tempfile
-        >>> from layerscope.store.sinks import SQLiteSink
-        >>> from layerscope.store.records import Record
+        >>> from layerscope.store.sqlite import SQLiteSink
         >>> folder = tempfile.mkdtemp()
         >>> sink = SQLiteSink(f"{folder}/records.sqlite")
         >>> sink.write([Record("demo", 0, "train", "fc", 0, "saturation", 0.5, 0.0)])
@@ -109,16 +93,28 @@ def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = list(paths)
     stores = [store for path in paths for store in find_stores(path)]
     if not stores:
-        raise FileNotFoundError(
-            f"no layerscope store ({', '.join(_STORE_NAMES)}) under {', '.join(map(str, paths))}"
+        names = ", ".join(f.file_name for f in store_formats())
+        raise RunFolderError(
+            f"no layerscope store ({names}) under {', '.join(map(str, paths))}"
         )
-    frames = [_read_store(store) for store in stores]
+    frames = [_format_of(store).reader(store) for store in stores]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return _typed(pd.DataFrame(columns=list(COLUMNS)))
     return _typed(pd.concat(frames, ignore_index=True))
+
+
+def records_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """Records held in memory as the same tidy DataFrame :func:`load` returns.
+
+    Example:
+        >>> records_frame([Record("r", 0, "eval", None, None, "loss", 1.0, 0.0)]).layer.tolist()
+        [None]
+    """
+    return _typed(pd.DataFrame([r.as_tuple() for r in records], columns=list(COLUMNS)))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -132,15 +128,27 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_layers(run_dir: str | os.PathLike) -> list[dict]:
-    """The recorded layers of a run (``layers.json``), in forward order; [] if not written.
+def stored_epochs(
+    run_dir: str | os.PathLike, run: str, from_epoch: int = 0
+) -> tuple[int, int | None, int | None]:
+    """How many records of ``run`` from ``from_epoch`` on the store in ``run_dir`` holds, with
+    their first and last epoch; ``(0, None, None)`` when there is no store. The SQLite store
+    answers with one query, without reading its records.
 
     Example:
         >>> import tempfile
-        >>> read_layers(tempfile.mkdtemp())
-        []
+        >>> stored_epochs(tempfile.mkdtemp(), "r")
+        (0, None, None)
     """
-    path = Path(run_dir) / "layers.json"
-    if not path.is_file():
-        return []
-    return json.loads(path.read_text(encoding="utf-8"))
+    folder = Path(run_dir)
+    store = _store_in(folder) if folder.is_dir() else None
+    if store is None:
+        return 0, None, None
+    sink_format = _format_of(store)
+    if sink_format.epochs_from is not None:
+        return sink_format.epochs_from(store, run, from_epoch)
+    frame = sink_format.reader(store)
+    mine = frame[(frame.run == run) & (pd.to_numeric(frame.epoch) >= from_epoch)]
+    if mine.empty:
+        return 0, None, None
+    return len(mine), int(mine.epoch.min()), int(mine.epoch.max())

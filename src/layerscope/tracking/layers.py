@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
+
+from layerscope.errors import LayerSelectionError
 
 __all__ = [
     "CHANNELS_FIRST_TYPES",
     "RECORDABLE_TYPES",
     "LayerInfo",
     "LayerSelectionError",
+    "batch_axis",
+    "channels_first",
     "describe_layers",
     "features_tensor",
-    "features_view",
     "layer_kind",
     "output_features",
     "select_layers",
@@ -62,10 +65,6 @@ RECORDABLE_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-class LayerSelectionError(ValueError):
-    """include/exclude selected nothing, or named something that is not there."""
-
-
 @dataclass(frozen=True)
 class LayerInfo:
     """A recorded layer.
@@ -85,9 +84,6 @@ class LayerInfo:
     kind: str
     num_features: int
     num_parameters: int
-
-    def with_index(self, index: int) -> LayerInfo:
-        return replace(self, index=index)
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -212,9 +208,12 @@ def _unbatched(module: nn.Module, output: torch.Tensor) -> bool:
 def features_tensor(module: nn.Module, output: object) -> tuple[torch.Tensor, int] | None:
     """The recordable tensor in ``module``'s output and the axis that holds its features.
 
-    Like :func:`features_view` but without moving axes: a convolution's (N, C, *spatial) output
-    comes back as is with feature axis 1, which :meth:`StreamingCovariance.update` copies
-    faster than a channels-last view. ``None`` when there is nothing to record.
+    A convolution's (N, C, *spatial) output comes back as is with feature axis 1, which
+    :meth:`StreamingCovariance.update` copies faster than a channels-last view; other layers'
+    outputs end in their features (all leading axes are samples: batch, tokens, positions).
+    Recurrent layers: the output sequence (a ``PackedSequence``'s data holds exactly the real
+    tokens). MultiheadAttention: the attention output. ``None`` when there is nothing to record
+    (e.g. a module returned no tensor).
 
     Example:
         >>> tensor, axis = features_tensor(nn.Conv2d(3, 8, 1), torch.zeros(2, 8, 5, 5))
@@ -236,29 +235,46 @@ def features_tensor(module: nn.Module, output: object) -> tuple[torch.Tensor, in
     return output, output.dim() - 1
 
 
-def features_view(module: nn.Module, output: object) -> torch.Tensor | None:
-    """The output of ``module`` as a (..., C) view whose leading axes are all samples.
+def batch_axis(module: nn.Module, output: torch.Tensor) -> int:
+    """The axis of ``output`` that holds the samples: 1 for the (T, N, ...) outputs of layers
+    built with ``batch_first=False`` (recurrent layers, attention, transformers), else 0.
 
-    Convolutions (and normalisation / pooling layers when included): (N, C, *spatial) ->
-    (N, *spatial, C) (positions are samples). Linear: its output already ends in features, and
-    all leading axes (batch, tokens, positions) are samples, whatever the layout. Recurrent
-    layers: the output sequence (a ``PackedSequence``'s data holds exactly the real tokens).
-    MultiheadAttention: the attention output. Returns ``None`` when there is nothing to record
-    (e.g. a module returned no tensor).
+    Example:
+        >>> lstm = nn.LSTM(3, 4)               # batch_first=False: (T, N, H)
+        >>> batch_axis(lstm, lstm(torch.zeros(5, 2, 3))[0])
+        1
+        >>> batch_axis(nn.LSTM(3, 4, batch_first=True), torch.zeros(2, 5, 4))
+        0
+    """
+    return 1 if getattr(module, "batch_first", True) is False and output.dim() == 3 else 0
+
+
+def channels_first(module: nn.Module, output: object) -> torch.Tensor | None:
+    """The output of ``module`` as (N, C, *positions), the batch first: one feature map per input.
+
+    Convolutions (and normalisation / pooling layers when included) come as they are; a Linear
+    applied to (N, T, C) tokens becomes (N, C, T); a sequence layer's (T, N, C) output becomes
+    (N, C, T); dense (N, C) outputs pass through. Feed it to
+    :func:`layerscope.stats.samples.feature_map_matrix` for a matrix. ``None`` when there is
+    nothing to record.
 
     Example:
         >>> conv = nn.Conv2d(3, 8, 3)
-        >>> features_view(conv, conv(torch.zeros(2, 3, 5, 5))).shape
-        torch.Size([2, 3, 3, 8])
+        >>> channels_first(conv, conv(torch.zeros(2, 3, 5, 5))).shape
+        torch.Size([2, 8, 3, 3])
         >>> lstm = nn.LSTM(4, 6)
-        >>> features_view(lstm, lstm(torch.zeros(7, 2, 4))).shape   # (T, N, H): tokens
-        torch.Size([7, 2, 6])
+        >>> channels_first(lstm, lstm(torch.zeros(7, 2, 4))).shape   # (T, N, H) -> (N, H, T)
+        torch.Size([2, 6, 7])
     """
     found = features_tensor(module, output)
     if found is None:
         return None
-    tensor, feature_dim = found
-    return tensor if feature_dim == tensor.dim() - 1 else tensor.movedim(feature_dim, -1)
+    tensor, _ = found
+    if isinstance(module, CHANNELS_FIRST_TYPES) or tensor.dim() == 2:
+        return tensor
+    # features last (features_tensor's rule for all but channels-first layers)
+    tensor = tensor.movedim(batch_axis(module, tensor), 0)
+    return tensor.movedim(-1, 1)
 
 
 def describe_layers(

@@ -1,5 +1,5 @@
 """Small facts about modules shared by tracking and the analyses: evaluation mode that restores
-every module's own flag, where a model lives, and which axis of an output holds the batch."""
+every module's own flag, and where a model lives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["batch_axis", "evaluation_mode", "model_device"]
+__all__ = ["evaluation_mode", "model_device"]
 
 
 @contextlib.contextmanager
@@ -50,17 +50,3 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
-
-
-def batch_axis(module: nn.Module, output: torch.Tensor) -> int:
-    """The axis of ``output`` that holds the samples: 1 for the (T, N, ...) outputs of layers
-    built with ``batch_first=False`` (recurrent layers, attention, transformers), else 0.
-
-    Example:
-        >>> lstm = nn.LSTM(3, 4)               # batch_first=False: (T, N, H)
-        >>> batch_axis(lstm, lstm(torch.zeros(5, 2, 3))[0])
-        1
-        >>> batch_axis(nn.LSTM(3, 4, batch_first=True), torch.zeros(2, 5, 4))
-        0
-    """
-    return 1 if getattr(module, "batch_first", True) is False and output.dim() == 3 else 0

@@ -6,46 +6,44 @@ The user's loop talks to one object (after Delve's Tracker, dissertation 6.1.2):
         for epoch in range(epochs):
             train(...); evaluate(...)                        # recorded automatically
             tracker.end_epoch(loss=loss, accuracy=acc)       # 2. statistics written
-    # 3. leaving the block closes it: hooks removed, store flushed, report written
+    # 3. leaving the block closes it: hooks removed, store flushed
 
-Phases. A forward pass with ``model.training`` set is phase ``"train"``, otherwise the
-evaluation phase (``"eval"``, or the name given by ``with tracker.phase("test"):``). A phase ends
-when another phase starts or the epoch ends: its statistics are computed from every recorded
-batch of the phase, written, flushed, and its covariances reset. So a crash loses at most the
-phase in progress. Starting a phase that already ended in the same epoch is a mistake
-(usually a forgotten ``end_epoch()``) and raises :class:`~layerscope.errors.PhaseError`.
+Phases (:mod:`layerscope.tracking.phases`): a forward pass with ``model.training`` set is phase
+``"train"``, otherwise ``"eval"`` (or the name given by ``with tracker.phase("test"):``). When a
+phase ends its statistics are computed from every recorded batch, written, flushed, and its
+accumulators dropped, so a crash loses at most the phase in progress. Training only, evaluation
+only (``close()`` writes the pending phase as epoch 0) and several named evaluation sets per
+epoch just work.
 
-Legitimate patterns that just work: training only; evaluation only (no ``end_epoch()`` needed:
-``close()`` writes the pending phase as epoch 0); several named evaluation sets per epoch.
+What the Tracker does not do: draw figures or write reports. The owner of a run folder does that
+(the experiment runner, the demo, or the user with ``layerscope.write_report(run_dir)``); a
+live report is a callback, ``Tracker(..., callbacks=[layerscope.report.ReportWriter()])``, told
+about the new records at every epoch end.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from layerscope.errors import LayerTooWideError, PhaseError
-from layerscope.stats.covariance import DEFAULT_MAX_FEATURES, StreamingCovariance, _format_bytes
-from layerscope.stats.samples import DownsampleMethod, downsample
-from layerscope.stats.spectrum import (
-    DEFAULT_DELTA,
-    DEFAULT_STATISTICS,
-    SpectrumStatistics,
-    compute_statistics,
-    get_statistic,
-)
-from layerscope.store.atomic import atomic_write_text
-from layerscope.store.records import Record
+from layerscope._versions import package_versions
+from layerscope.errors import LayerTooWideError, OptionError, OptionTypeError, PhaseError
+from layerscope.stats.base import StreamingStatistic
+from layerscope.stats.covariance import StreamingCovariance, _format_bytes
+from layerscope.stats.samples import downsample
+from layerscope.stats.spectrum import SpectrumStatistics, compute_statistics
+from layerscope.store.folder import write_layers, write_run_info
+from layerscope.store.records import Record, make_records
+from layerscope.store.runs import records_frame, stored_epochs
 from layerscope.store.sinks import Sink, close_all, make_sink
+from layerscope.tracking.hooks import Hooks
 from layerscope.tracking.layers import (
     CHANNELS_FIRST_TYPES,
     LayerInfo,
@@ -54,14 +52,47 @@ from layerscope.tracking.layers import (
     output_features,
     select_layers,
 )
+from layerscope.tracking.options import TrackerOptions
+from layerscope.tracking.phases import (
+    EPOCH_PHASE,
+    EVAL,
+    RESERVED_PHASES,
+    TRAIN,
+    WEIGHTS_PHASE,
+    PhaseClock,
+)
 from layerscope.tracking.weights import WeightSnapshots
 
-__all__ = ["Tracker"]
+__all__ = ["StatisticFactory", "Tracker", "TrackerCallback", "covariance_statistic"]
 
-TRAIN = "train"
-EVAL = "eval"
-WEIGHTS_PHASE = "weights"
-EPOCH_PHASE = "epoch"
+#: ``factory(num_features, name, options)``: the accumulator of one layer and phase; its
+#: ``compute()`` must return a :class:`~layerscope.stats.CovarianceResult`.
+StatisticFactory = Callable[[int, str, TrackerOptions], StreamingStatistic]
+
+
+def covariance_statistic(num_features: int, name: str, options: TrackerOptions):
+    """The default accumulator: a :class:`StreamingCovariance` configured from the options.
+
+    Example:
+        >>> covariance_statistic(4, "fc", TrackerOptions(precision="mixed")).precision
+        'mixed'
+    """
+    return StreamingCovariance(
+        num_features,
+        precision=options.precision,
+        device=options.device,
+        max_samples=options.max_samples,
+        max_features=options.max_features,
+        name=name,
+    )
+
+
+class TrackerCallback(Protocol):
+    """Told about the records a Tracker wrote: at every epoch end, and once more at close."""
+
+    def on_epoch_end(self, tracker: Tracker, records: Sequence[Record]) -> None: ...
+
+    def on_close(self, tracker: Tracker, records: Sequence[Record]) -> None: ...
 
 
 class Tracker:
@@ -70,29 +101,17 @@ class Tracker:
     Args:
         model: the network. Hooks go on its recordable layers (see
             :func:`~layerscope.tracking.layers.select_layers`); nothing is written onto modules.
-        run_dir: folder for the store, ``layers.json``, figures and ``report.html``. ``None``
-            keeps records in memory only (``tracker.dataframe()``).
+        run_dir: folder for the store, ``run.json`` and ``layers.json``. ``None`` keeps records
+            in memory only (``tracker.dataframe()``).
         run: the run's name in the records; default: ``run_dir``'s name, or ``"run"``.
-        statistics: scalar statistics per layer and phase (names from
-            :func:`layerscope.stats.list_statistics`); default
-            :data:`~layerscope.stats.DEFAULT_STATISTICS`.
-        delta: variance fraction for intrinsic dimension and saturation (0.99).
-        include, exclude: layer selection by name pattern or type.
-        precision: ``"float64"`` or ``"mixed"`` (float32 batch Gram, float64 accumulation).
-        device: where covariances live; default: beside each layer's output.
-        downsample: shrink feature maps to at most this spatial size before accumulating
-            (``None``: keep every position, as the dissertation's experiments do).
-        downsample_method: ``"adaptive_avg"``, ``"nearest"`` or ``"bilinear"``.
-        every_n_batches: record only every n-th batch of each phase.
-        max_batches: record at most this many batches per phase and epoch.
-        max_samples: cap the samples (rows / positions) taken from one batch of one layer.
-        max_features: refuse layers wider than this (see
-            :class:`~layerscope.stats.StreamingCovariance`).
-        sinks: where records go: names (``"sqlite"``, ``"csv"``, ``"jsonl"``,
-            ``"tensorboard"``, ``"memory"``) or sink objects. Default: ``["sqlite"]`` with a
-            ``run_dir``, else nothing but the in-memory copy.
-        weights: record relative weight change and distance from initialisation per epoch.
-        figures: rewrite figures and ``report.html`` in ``run_dir`` at every epoch end.
+        options: a :class:`~layerscope.tracking.options.TrackerOptions`; single options may be
+            given as keywords instead (``Tracker(model, delta=0.9, exclude=["fc"])``), see that
+            class for all of them (statistics, delta, include, exclude, precision, device,
+            downsample, every_n_batches, max_batches, max_samples, max_features, weights, sinks).
+        callbacks: objects with ``on_epoch_end(tracker, records)`` and ``on_close(tracker,
+            records)``, e.g. :class:`layerscope.report.ReportWriter` for a live report.
+        statistic_factory: builds each layer's accumulator (default
+            :func:`covariance_statistic`).
         start_epoch: number of the first epoch (to continue a run).
         metadata: JSON-serialisable facts about the run, stored in ``run.json``.
 
@@ -115,122 +134,70 @@ class Tracker:
         run_dir: str | Path | None = None,
         *,
         run: str | None = None,
-        statistics: Sequence[str] | None = None,
-        delta: float = DEFAULT_DELTA,
-        include: Iterable[str | type] | None = None,
-        exclude: Iterable[str | type] | None = None,
-        precision: str = "float64",
-        device: torch.device | str | None = None,
-        downsample: int | tuple[int, ...] | None = None,
-        downsample_method: DownsampleMethod = "adaptive_avg",
-        every_n_batches: int = 1,
-        max_batches: int | None = None,
-        max_samples: int | None = None,
-        max_features: int = DEFAULT_MAX_FEATURES,
-        sinks: Sequence[str | Sink] | None = None,
-        weights: bool = True,
-        figures: bool = True,
+        options: TrackerOptions | None = None,
+        callbacks: Sequence[TrackerCallback] = (),
+        statistic_factory: StatisticFactory = covariance_statistic,
         start_epoch: int = 0,
         metadata: Mapping[str, Any] | None = None,
+        **option_values: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"Tracker needs a torch.nn.Module, got {type(model).__name__}")
-        self._check_options(
-            statistics, delta, precision, every_n_batches, max_batches, start_epoch, downsample
-        )
+            raise OptionTypeError(f"Tracker needs a torch.nn.Module, got {type(model).__name__}")
+        self.options = TrackerOptions.create(options, **option_values)
+        self._clock = PhaseClock(start_epoch, self.options.every_n_batches, self.options.max_batches)
         self.model = model
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run = run or (self.run_dir.name if self.run_dir is not None else "run")
-        self.statistics = tuple(statistics) if statistics is not None else DEFAULT_STATISTICS
-        self.delta = delta
-        self.precision = precision
-        self.device = torch.device(device) if device is not None else None
-        self.downsample = downsample
-        self.downsample_method = downsample_method
-        self.every_n_batches = every_n_batches
-        self.max_batches = max_batches
-        self.max_samples = max_samples
-        self.max_features = max_features
-        self.figures = figures and self.run_dir is not None
-        self.epoch = start_epoch
         self.metadata = dict(metadata or {})
-
-        self._selected = select_layers(model, include, exclude)
+        self._statistic_factory = statistic_factory
+        self._callbacks = list(callbacks)
+        self._selected = select_layers(model, self.options.include, self.options.exclude)
         self._check_widths()
         self._modules = dict(self._selected)
         self._order: list[str] = []  # forward order, learnt from the hooks
         self._widths: dict[str, int] = {}
-        self._accumulators: dict[tuple[str, str], StreamingCovariance] = {}
+        self._accumulators: dict[tuple[str, str], StreamingStatistic] = {}
         self._phase_override: str | None = None
         self._paused = 0
         self._batch_state: tuple[str, bool] | None = None
-        self._current_phase: str | None = None
-        self._finished_phases: set[str] = set()
-        self._batches_seen: dict[str, int] = {}
-        self._batches_recorded: dict[str, int] = {}
-        self._epochs_ended = 0
         self._closed = False
         self.records: list[Record] = []
+        self._reported = 0  # records already handed to the callbacks
         self.latest: dict[tuple[str, str], SpectrumStatistics] = {}
-
         self._sinks: list[Sink] = []
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._hooks = Hooks()
         try:
-            self._open_sinks(sinks)
-            self._weights = WeightSnapshots(self._selected) if weights else None
+            self._open_sinks()
+            self._weights = WeightSnapshots(self._selected) if self.options.weights else None
             self._attach()
             self._write_run_file()
         except BaseException:
-            self._detach()
+            self._hooks.remove()
             close_all(self._sinks)
             raise
 
-    # ------------------------------------------------------------------ setup
-    @staticmethod
-    def _check_options(
-        statistics, delta, precision, every_n_batches, max_batches, start_epoch, size
-    ) -> None:
-        for name in statistics or ():
-            spec = get_statistic(name)  # unknown names fail here, with suggestions
-            if not spec.scalar:
-                raise ValueError(
-                    f"statistic {name!r} is not a scalar and cannot be recorded; compute it "
-                    f"from tracker.covariance(layer) with layerscope.stats.compute_statistics"
-                )
-        if not 0.0 < delta <= 1.0:
-            raise ValueError(f"delta must be in (0, 1], got {delta!r}")
-        if precision not in ("float64", "mixed"):
-            raise ValueError(f"precision must be 'float64' or 'mixed', got {precision!r}")
-        if not isinstance(every_n_batches, int) or every_n_batches < 1:
-            raise ValueError(f"every_n_batches must be an int >= 1, got {every_n_batches!r}")
-        if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
-            raise ValueError(f"max_batches must be an int >= 1 or None, got {max_batches!r}")
-        if not isinstance(start_epoch, int) or start_epoch < 0:
-            raise ValueError(f"start_epoch must be an int >= 0, got {start_epoch!r}")
-        if size is not None and not (
-            (isinstance(size, int) and size >= 1)
-            or (isinstance(size, tuple) and all(isinstance(s, int) and s >= 1 for s in size))
-        ):
-            raise ValueError(
-                f"downsample must be None, an int >= 1 or a tuple of them, got {size!r}"
-            )
+    @property
+    def epoch(self) -> int:
+        """The number of the epoch being recorded."""
+        return self._clock.epoch
 
+    # ------------------------------------------------------------------ setup
     def _check_widths(self) -> None:
         """Refuse too-wide layers now, before the first forward pass."""
+        limit = self.options.max_features
         for name, module in self._selected:
             width = output_features(module)
-            if width is not None and width > self.max_features:
+            if width is not None and width > limit:
                 raise LayerTooWideError(
                     f"layer {name!r} ({type(module).__name__}) has {width} output features; its "
                     f"covariance needs {_format_bytes(width * width * 8)} per phase. Exclude it "
                     f"with exclude=[{name!r}] or raise max_features to {width}."
                 )
 
-    def _open_sinks(self, sinks: Sequence[str | Sink] | None) -> None:
+    def _open_sinks(self) -> None:
+        sinks = self.options.sinks
         if sinks is None:
-            sinks = ["sqlite"] if self.run_dir is not None else []
-        if isinstance(sinks, (str, Sink)):
-            sinks = [sinks]
+            sinks = ("sqlite",) if self.run_dir is not None else ()
         if self.run_dir is not None:
             self._refuse_existing_records()
         for spec in sinks:
@@ -238,19 +205,10 @@ class Tracker:
 
     def _refuse_existing_records(self) -> None:
         """A run folder must not already hold records of this run from ``start_epoch`` on."""
-        from layerscope.store.runs import find_stores, load
-
-        if not self.run_dir.is_dir():
-            return
-        stores = [s for s in find_stores(self.run_dir) if s.parent == self.run_dir]
-        if not stores:
-            return
-        frame = load(stores[0])
-        mine = frame[(frame.run == self.run) & (frame.epoch >= self.epoch)]
-        if len(mine):
-            first, last = mine.epoch.min(), mine.epoch.max()
-            raise ValueError(
-                f"run folder {self.run_dir} already holds {len(mine)} records of run "
+        count, first, last = stored_epochs(self.run_dir, self.run, self.epoch)
+        if count:
+            raise OptionError(
+                f"run folder {self.run_dir} already holds {count} records of run "
                 f"{self.run!r} from epoch {first} to {last}. Use a new run_dir, delete the "
                 f"folder, pass start_epoch={last + 1} to continue after them, or remove them "
                 f"first (SQLiteSink(path).discard_from({self.run!r}, {self.epoch}))."
@@ -260,17 +218,11 @@ class Tracker:
         # Hooks run outside torch.compile's graph (a graph break per recorded layer): they
         # update Python-side state, which cannot be traced.
         disable = torch.compiler.disable
-        self._handles.append(self.model.register_forward_pre_hook(disable(self._on_batch_start)))
+        self._hooks.forward_pre(self.model, disable(self._on_batch_start))
         for name, module in self._selected:
-            hook = disable(self._make_layer_hook(name))
-            self._handles.append(module.register_forward_hook(hook))
+            self._hooks.forward(module, disable(self._make_layer_hook(name)))
         # Registered last, so it runs after a layer hook on the model itself.
-        self._handles.append(self.model.register_forward_hook(disable(self._on_batch_end)))
-
-    def _detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._hooks.forward(self.model, disable(self._on_batch_end))
 
     # ------------------------------------------------------------------ hooks
     def _phase_of(self, module: nn.Module) -> str:
@@ -279,37 +231,20 @@ class Tracker:
         return TRAIN if module.training else EVAL
 
     def _on_batch_start(self, module: nn.Module, args: tuple) -> None:
-        if self._paused or self._closed:
-            self._batch_state = (self._phase_of(module), False)
-            return
         phase = self._phase_of(module)
+        if self._paused or self._closed:
+            self._batch_state = (phase, False)
+            return
         self._enter_phase(phase)
-        seen = self._batches_seen.get(phase, 0)
-        self._batches_seen[phase] = seen + 1
-        recorded = self._batches_recorded.get(phase, 0)
-        record = seen % self.every_n_batches == 0 and (
-            self.max_batches is None or recorded < self.max_batches
-        )
-        if record:
-            self._batches_recorded[phase] = recorded + 1
-        self._batch_state = (phase, record)
+        self._batch_state = (phase, self._clock.next_batch(phase))
 
     def _on_batch_end(self, module: nn.Module, args: tuple, output: object) -> None:
         self._batch_state = None
 
     def _enter_phase(self, phase: str) -> None:
-        if phase == self._current_phase:
-            return
-        if phase in self._finished_phases:
-            raise PhaseError(
-                f"phase {phase!r} of epoch {self.epoch} already ended (another phase ran after "
-                f"it); call tracker.end_epoch() at the end of every epoch, after its "
-                f"evaluation. To run extra forward passes without recording them, wrap them in "
-                f"`with tracker.paused():`."
-            )
-        if self._current_phase is not None:
-            self._finish_phase(self._current_phase)
-        self._current_phase = phase
+        previous = self._clock.enter(phase)
+        if previous is not None:
+            self._finish_phase(previous)
 
     def _make_layer_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: object) -> None:
@@ -317,44 +252,32 @@ class Tracker:
             if state is None:  # a submodule called outside the model's forward
                 if self._paused or self._closed:
                     return
-                phase = self._phase_of(module)
-                self._enter_phase(phase)
-                state = (phase, True)
+                state = (self._phase_of(module), True)
+                self._enter_phase(state[0])
             phase, record = state
-            if not record:
-                return
-            with torch.no_grad():
-                found = features_tensor(module, output)
-                if found is None:
-                    return
-                tensor, feature_dim = found
-                if (
-                    self.downsample is not None
-                    and isinstance(module, CHANNELS_FIRST_TYPES)
-                    and tensor.dim() > 2
-                ):
-                    tensor = downsample(tensor, self.downsample, self.downsample_method)
-                accumulator = self._accumulators.get((phase, name))
-                if accumulator is None:
-                    accumulator = self._new_accumulator(phase, name, tensor.shape[feature_dim])
-                accumulator.update(tensor, feature_dim=feature_dim)
+            if record:
+                with torch.no_grad():
+                    self._update(name, module, phase, output)
 
         return hook
 
-    def _new_accumulator(self, phase: str, name: str, width: int) -> StreamingCovariance:
-        if name not in self._widths:
-            self._widths[name] = width
-            self._order.append(name)
-        accumulator = StreamingCovariance(
-            width,
-            precision=self.precision,
-            device=self.device,
-            max_samples=self.max_samples,
-            max_features=self.max_features,
-            name=name,
-        )
-        self._accumulators[(phase, name)] = accumulator
-        return accumulator
+    def _update(self, name: str, module: nn.Module, phase: str, output: object) -> None:
+        found = features_tensor(module, output)
+        if found is None:
+            return
+        tensor, feature_dim = found
+        size = self.options.downsample
+        if size is not None and isinstance(module, CHANNELS_FIRST_TYPES) and tensor.dim() > 2:
+            tensor = downsample(tensor, size, self.options.downsample_method)
+        accumulator = self._accumulators.get((phase, name))
+        if accumulator is None:
+            width = tensor.shape[feature_dim]
+            if name not in self._widths:
+                self._widths[name] = width
+                self._order.append(name)
+            accumulator = self._statistic_factory(width, name, self.options)
+            self._accumulators[(phase, name)] = accumulator
+        accumulator.update(tensor, feature_dim=feature_dim)
 
     # ------------------------------------------------------------------ phases and epochs
     @contextlib.contextmanager
@@ -372,10 +295,10 @@ class Tracker:
             >>> sorted(tracker.dataframe().phase.unique())
             ['test', 'validation']
         """
-        if not isinstance(name, str) or not name or name in (WEIGHTS_PHASE, EPOCH_PHASE):
-            raise ValueError(
-                f"phase names are non-empty strings other than {WEIGHTS_PHASE!r} and "
-                f"{EPOCH_PHASE!r}, got {name!r}"
+        if not isinstance(name, str) or not name or name in RESERVED_PHASES:
+            raise OptionError(
+                f"phase names are non-empty strings other than "
+                f"{' and '.join(map(repr, RESERVED_PHASES))}, got {name!r}"
             )
         previous, self._phase_override = self._phase_override, name
         try:
@@ -393,59 +316,57 @@ class Tracker:
             self._paused -= 1
 
     def _finish_phase(self, phase: str) -> None:
-        """Compute, write and flush the statistics of ``phase``; reset its covariances."""
-        now = time.time()
-        rows: list[Record] = []
-        saturations = []
-        index = {name: i for i, name in enumerate(self._order)}
-        for name in self._order:
+        """Compute, write and flush the statistics of ``phase``; drop its accumulators."""
+        layers, saturations = [], []
+        for index, name in enumerate(self._order):
             accumulator = self._accumulators.pop((phase, name), None)
             if accumulator is None:
                 continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = accumulator.compute()
-            for warning in caught:
-                warnings.warn(
-                    f"epoch {self.epoch}, phase {phase!r}: {warning.message}",
-                    warning.category,
-                    stacklevel=3,
-                )
-            stats = compute_statistics(result, self.statistics, delta=self.delta)
-            self.latest[(phase, name)] = stats
-            rows.append(Record(self.run, self.epoch, phase, name, index[name], "samples",
-                               float(result.count), now))  # fmt: skip
-            if stats.reason:
-                warnings.warn(
-                    f"layer {name!r}, epoch {self.epoch}, phase {phase!r}: no statistics "
-                    f"({stats.reason})",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                continue
-            for statistic, value in stats.values.items():
-                rows.append(Record(self.run, self.epoch, phase, name, index[name], statistic,
-                                   float(value), now))  # fmt: skip
-            if "zero_variance" in stats.flags:
-                rows.append(Record(self.run, self.epoch, phase, name, index[name],
-                                   "zero_variance", 1.0, now))  # fmt: skip
+            values = self._layer_values(name, phase, accumulator)
+            layers.append((name, index, values))
             has_weights = any(p.requires_grad for p in self._modules[name].parameters())
-            if "saturation" in stats.values and has_weights:
-                saturations.append(float(stats.values["saturation"]))
-        if saturations:
-            # s_mu: mean saturation of layers with trainable parameters (dissertation 8.4).
-            rows.append(Record(self.run, self.epoch, phase, None, None, "average_saturation",
-                               sum(saturations) / len(saturations), now))  # fmt: skip
-        self._emit(rows)
-        self._finished_phases.add(phase)
-        if self._current_phase == phase:
-            self._current_phase = None
+            if "saturation" in values and has_weights:
+                saturations.append(values["saturation"])
+        # s_mu: mean saturation of layers with trainable parameters (dissertation 8.4).
+        model = {"average_saturation": sum(saturations) / len(saturations)} if saturations else {}
+        self._emit(make_records(self.run, self.epoch, phase, time.time(), layers=layers,
+                                model=model))  # fmt: skip
+        self._clock.finished(phase)
+
+    def _layer_values(self, name: str, phase: str, accumulator) -> dict[str, float]:
+        """``samples``, every statistic and the ``zero_variance`` flag of one layer's phase."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = accumulator.compute()
+        for warning in caught:
+            warnings.warn(f"epoch {self.epoch}, phase {phase!r}: {warning.message}",
+                          warning.category, stacklevel=4)  # fmt: skip
+        stats = compute_statistics(result, self.options.statistics, delta=self.options.delta)
+        self.latest[(phase, name)] = stats
+        values = {"samples": float(result.count)}
+        if stats.reason:
+            warnings.warn(
+                f"layer {name!r}, epoch {self.epoch}, phase {phase!r}: no statistics "
+                f"({stats.reason})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return values
+        values |= {statistic: float(value) for statistic, value in stats.values.items()}
+        if "zero_variance" in stats.flags:
+            values["zero_variance"] = 1.0
+        return values
 
     def _emit(self, rows: Sequence[Record]) -> None:
         self.records.extend(rows)
         for sink in self._sinks:
             sink.write(rows)
             sink.flush()
+
+    def _new_records(self) -> list[Record]:
+        new = self.records[self._reported :]
+        self._reported = len(self.records)
+        return new
 
     def log(self, phase: str = EPOCH_PHASE, *, epoch: int | None = None, **scalars: float) -> None:
         """Record user scalars (loss, accuracy, time, ...) for the current epoch (or ``epoch``).
@@ -459,19 +380,17 @@ class Tracker:
         """
         if self._closed:
             raise PhaseError("this Tracker is closed; create a new one to record more")
-        now = time.time()
-        rows = []
+        values = {}
         for name, value in scalars.items():
             try:
-                number = float(value.item() if isinstance(value, torch.Tensor) else value)
+                values[name] = float(value.item() if isinstance(value, torch.Tensor) else value)
             except (TypeError, ValueError, RuntimeError):
-                raise TypeError(
+                raise OptionTypeError(
                     f"scalar {name!r} must be a number or a one-element tensor, got "
                     f"{type(value).__name__}"
                 ) from None
-            rows.append(Record(self.run, self.epoch if epoch is None else epoch, phase, None,
-                               None, name, number, now))  # fmt: skip
-        self._emit(rows)
+        epoch = self.epoch if epoch is None else epoch
+        self._emit(make_records(self.run, epoch, phase, time.time(), model=values))
 
     def begin_epoch(self, epoch: int) -> None:
         """Number the epoch about to start (optional: the tracker counts from ``start_epoch``).
@@ -485,14 +404,7 @@ class Tracker:
             >>> tracker.dataframe().epoch.unique().tolist()
             [1]
         """
-        if not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        if self._current_phase is not None or self._finished_phases:
-            raise PhaseError(
-                f"begin_epoch({epoch}) after batches of epoch {self.epoch} were recorded; call "
-                f"it before the epoch's first batch, or end_epoch() first"
-            )
-        self.epoch = epoch
+        self._clock.begin_epoch(epoch)
 
     def end_epoch(self, epoch: int | None = None, **scalars: float) -> None:
         """End the epoch: finish the running phase, record weight statistics and ``scalars``.
@@ -508,50 +420,37 @@ class Tracker:
         """
         if self._closed:
             raise PhaseError("this Tracker is closed; end_epoch() must come before close()")
-        if epoch is not None:
-            if not isinstance(epoch, int) or epoch < 0:
-                raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-            if epoch != self.epoch and self._finished_phases:
-                raise PhaseError(
-                    f"end_epoch(epoch={epoch}): phases {sorted(self._finished_phases)} of this "
-                    f"epoch were already written as epoch {self.epoch}. Number epochs before "
-                    f"their first batch with tracker.begin_epoch({epoch}), or let the tracker "
-                    f"count (start_epoch= sets the first number)."
-                )
-            self.epoch = epoch
-        if self._current_phase is None and not self._finished_phases and not scalars:
+        self._clock.number_ending_epoch(epoch)
+        if not self._clock.pending and not scalars:
             raise PhaseError(
                 f"end_epoch() for epoch {self.epoch}: nothing was recorded since the last "
                 f"end_epoch() (was it called twice? did the model run forward passes? is the "
                 f"tracker attached to the model being trained?)"
             )
-        if self._current_phase is not None:
-            self._finish_phase(self._current_phase)
-        rows = []
+        if self._clock.current is not None:
+            self._finish_phase(self._clock.current)
         if self._weights is not None:
-            now = time.time()
-            index = {name: i for i, name in enumerate(self._order)}
-            for name, values in self._weights.step().items():
-                for statistic, value in values.items():
-                    rows.append(Record(self.run, self.epoch, WEIGHTS_PHASE, name,
-                                       index.get(name), statistic, value, now))  # fmt: skip
-        self._emit(rows)
+            layers = [(name, self._index(name), values)
+                      for name, values in self._weights.step().items()]  # fmt: skip
+            self._emit(make_records(self.run, self.epoch, WEIGHTS_PHASE, time.time(),
+                                    layers=layers))  # fmt: skip
         if scalars:
             self.log(EPOCH_PHASE, **scalars)
-        self._write_layers()
-        if self.figures:
-            self._write_figures()
-        self._finished_phases.clear()
-        self._batches_seen.clear()
-        self._batches_recorded.clear()
-        self._epochs_ended += 1
-        self.epoch += 1
+        if self.run_dir is not None:
+            write_layers(self.run_dir, self.layers)
+        new = self._new_records()
+        for callback in self._callbacks:
+            callback.on_epoch_end(self, new)
+        self._clock.end_epoch()
+
+    def _index(self, name: str) -> int | None:
+        return self._order.index(name) if name in self._widths else None
 
     def set_initial_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Measure distance from initialisation against these weights (a model ``state_dict``),
         e.g. the run's epoch-0 weights when continuing it from a checkpoint."""
         if self._weights is None:
-            raise ValueError("this Tracker does not record weights (weights=False)")
+            raise OptionError("this Tracker does not record weights (weights=False)")
         self._weights.set_initial(dict(state_dict))
 
     # ------------------------------------------------------------------ outputs
@@ -564,11 +463,11 @@ class Tracker:
 
     def covariance(self, layer: str, phase: str | None = None):
         """The running covariance (``CovarianceResult``) of ``layer`` in the current phase."""
-        phase = phase or self._current_phase
+        phase = phase or self._clock.current
         accumulator = self._accumulators.get((phase, layer))
         if accumulator is None:
             running = sorted(f"{p}/{name}" for p, name in self._accumulators) or ["none"]
-            raise KeyError(
+            raise OptionError(
                 f"no covariance is accumulating for layer {layer!r} in phase {phase!r}; "
                 f"accumulating now (phase/layer): {', '.join(running)}"
             )
@@ -576,56 +475,24 @@ class Tracker:
 
     def dataframe(self):
         """Every record written by this tracker, as a tidy pandas DataFrame."""
-        import pandas as pd
-
-        from layerscope.store.records import COLUMNS
-        from layerscope.store.runs import _typed
-
-        return _typed(pd.DataFrame([r.as_tuple() for r in self.records], columns=list(COLUMNS)))
+        return records_frame(self.records)
 
     def _write_run_file(self) -> None:
         if self.run_dir is None:
             return
-        from layerscope._versions import package_versions
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        info = {
+        write_run_info(self.run_dir, {
             "run": self.run,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "model": type(self.model).__name__,
-            "options": {
-                "statistics": list(self.statistics),
-                "delta": self.delta,
-                "precision": self.precision,
-                "downsample": self.downsample,
-                "downsample_method": self.downsample_method,
-                "every_n_batches": self.every_n_batches,
-                "max_batches": self.max_batches,
-                "max_samples": self.max_samples,
-            },
+            "options": self.options.to_dict(),
             "versions": package_versions(),
             "metadata": self.metadata,
-        }
-        atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=2, default=str))
-
-    def _write_layers(self) -> None:
-        if self.run_dir is None:
-            return
-        payload = [dataclasses.asdict(info) for info in self.layers]
-        atomic_write_text(self.run_dir / "layers.json", json.dumps(payload, indent=2))
-
-    def _write_figures(self) -> None:
-        """Rewrite figures and report.html: from the run folder's store when there is one, so a
-        continued run shows its earlier epochs too; else from the records in memory."""
-        from layerscope.report.html import write_report
-        from layerscope.store.runs import find_stores
-
-        stored = any(s.parent == self.run_dir for s in find_stores(self.run_dir))
-        write_report(self.run_dir, None if stored else self.dataframe(), self.layers)
+        })  # fmt: skip
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
-        """Finish a pending phase, remove every hook, write the report, close the sinks.
+        """Finish a pending phase, remove every hook, tell the callbacks, close the sinks.
 
         Safe to call twice. Batches recorded after the last ``end_epoch()`` are written as the
         current epoch (with a warning if ``end_epoch()`` was used before: it was probably
@@ -634,9 +501,8 @@ class Tracker:
         if self._closed:
             return
         try:
-            pending = self._current_phase is not None or bool(self._finished_phases)
-            if pending:
-                if self._epochs_ended:
+            if self._clock.pending:
+                if self._clock.epochs_ended:
                     warnings.warn(
                         f"batches recorded after the last end_epoch() were written as epoch "
                         f"{self.epoch} at close(); call tracker.end_epoch() after every epoch",
@@ -644,8 +510,11 @@ class Tracker:
                         stacklevel=2,
                     )
                 self.end_epoch()
+            new = self._new_records()
+            for callback in self._callbacks:
+                callback.on_close(self, new)
         finally:
-            self._detach()
+            self._hooks.remove()
             self._closed = True
             close_all(self._sinks)
 
@@ -654,8 +523,8 @@ class Tracker:
         if self._closed:
             return
         self._accumulators.clear()
-        self._current_phase = None
-        self._detach()
+        self._clock.current = None
+        self._hooks.remove()
         self._closed = True
         close_all(self._sinks)
 
@@ -670,7 +539,7 @@ class Tracker:
 
     def __del__(self) -> None:  # hooks must not outlive the tracker
         with contextlib.suppress(Exception):
-            self._detach()
+            self._hooks.remove()
 
     def __repr__(self) -> str:
         return (

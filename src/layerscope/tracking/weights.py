@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from layerscope.errors import StateMismatchError
+
 __all__ = ["WeightSnapshots", "weight_parameters"]
 
 
@@ -85,7 +87,7 @@ class WeightSnapshots:
             for i, p in enumerate(params):
                 key = f"{name}.{module_params[id(p)]}"
                 if key not in state_dict:
-                    raise KeyError(
+                    raise StateMismatchError(
                         f"the initial weights have no entry {key!r} for layer {name!r}; pass the "
                         f"state_dict of this model at epoch 0 (the trainer keeps it in "
                         f"checkpoints/initial.pt)"

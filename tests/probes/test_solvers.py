@@ -1,0 +1,189 @@
+"""The probe objective and its solvers, checked against scikit-learn and a numpy objective."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from layerscope.errors import UnknownNameError
+from layerscope.probes import (
+    PROBE_SOLVERS,
+    LogisticProbe,
+    ProbeSettingsError,
+    feature_moments,
+    lbfgs_solver,
+    list_solvers,
+    probe_objective,
+)
+
+
+def numpy_objective(coef, intercept, X, codes, C) -> float:
+    """sklearn's objective C sum CE + 1/2 ||W||^2, divided by C n (float64, written here)."""
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    logits = X @ np.asarray(coef, np.float64).T + np.asarray(intercept, np.float64)
+    if logits.shape[1] == 1:  # binomial: class 0's logit is 0
+        logits = np.hstack([np.zeros((n, 1)), logits])
+    loss = np.mean(logsumexp(logits, axis=1) - logits[np.arange(n), codes])
+    return float(loss + np.sum(np.asarray(coef, np.float64) ** 2) / (2 * C * n))
+
+
+def problem(n=240, d=6, classes=4, seed=0, offset=3.0):
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((classes, d)) * 1.2
+    y = rng.integers(0, classes, n)
+    X = means[y] + rng.standard_normal((n, d)) + offset * rng.standard_normal(d)
+    X[:, 1] *= 40.0  # badly scaled feature: standardisation must handle it
+    return X, y
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_same_minimum_as_sklearn(classes):
+    X, y = problem(classes=classes)
+    C = 0.3
+    Xs = StandardScaler().fit_transform(X)
+    reference = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(Xs, y)
+    probe = LogisticProbe(C, dtype="float64", tol=1e-9, max_iter=5000).fit(X, y)
+    assert probe.converged_
+    assert probe.coef_.shape == reference.coef_.shape
+    np.testing.assert_allclose(probe.coef_, reference.coef_, atol=2e-5, rtol=1e-4)
+    ours_b, theirs_b = probe.intercept_, reference.intercept_
+    if classes > 2:  # softmax intercepts are defined up to a common shift
+        ours_b, theirs_b = ours_b - ours_b.mean(), theirs_b - theirs_b.mean()
+    np.testing.assert_allclose(ours_b, theirs_b, atol=2e-5)
+    f_ours = numpy_objective(probe.coef_, probe.intercept_, Xs, y, C)
+    f_theirs = numpy_objective(reference.coef_, reference.intercept_, Xs, y, C)
+    assert f_ours == pytest.approx(f_theirs, abs=1e-9)
+    assert probe.objective_ == pytest.approx(f_ours, abs=1e-10)
+    assert probe_objective(probe, X, y) == pytest.approx(f_ours, abs=1e-10)
+    np.testing.assert_array_equal(probe.predict(X), reference.predict(Xs))
+
+
+def test_standardisation_matches_standard_scaler_and_leaves_input_alone():
+    X, _ = problem()
+    X = X.astype(np.float32)
+    X[:, 2] = 7.0  # constant feature
+    before = X.copy()
+    mean, scale = feature_moments(X)
+    scaler = StandardScaler().fit(X.astype(np.float64))
+    np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-6)
+    np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-6)
+    assert scale[2] == 1.0
+    LogisticProbe().fit(X, np.arange(len(X)) % 3)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_float32_default_reaches_the_float64_minimum():
+    X, y = problem(n=2000, d=40, classes=5, seed=1)
+    exact = LogisticProbe(dtype="float64", tol=1e-9, max_iter=5000).fit(X, y)
+    fast = LogisticProbe().fit(X, y)  # float32, tol 1e-4, preconditioned (n >= 2 d)
+    f_exact = probe_objective(exact, X, y)
+    assert fast.converged_ and fast.stop_reason_ in ("gradient", "objective")
+    assert 0 <= probe_objective(fast, X, y) - f_exact < 1e-3
+    assert abs(fast.score(X, y) - exact.score(X, y)) < 0.01
+
+
+def test_preconditioning_changes_the_path_not_the_minimum():
+    X, y = problem(n=600, d=12, classes=3, seed=2)
+    Xs = torch.from_numpy(StandardScaler().fit_transform(X))
+    codes = torch.from_numpy(y)
+    plain = lbfgs_solver(Xs, codes, 3, precondition=False, tol=1e-9, max_iter=3000)
+    conditioned = lbfgs_solver(Xs, codes, 3, precondition=True, tol=1e-9, max_iter=3000)
+    assert plain.objective == pytest.approx(conditioned.objective, abs=1e-10)
+    np.testing.assert_allclose(plain.coef, conditioned.coef, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["saga", "sklearn-lbfgs"])
+def test_sklearn_solvers_minimise_the_same_objective(solver):
+    X, y = problem(n=300, d=5, classes=3, seed=3)
+    exact = LogisticProbe(dtype="float64", tol=1e-9, max_iter=5000).fit(X, y)
+    other = LogisticProbe(solver=solver, dtype="float64", tol=1e-8, max_iter=3000).fit(X, y)
+    assert other.converged_
+    assert probe_objective(other, X, y) == pytest.approx(probe_objective(exact, X, y), abs=1e-6)
+
+
+def test_decision_function_is_the_linear_model_on_standardised_features():
+    X, y = problem(n=100, d=4, classes=3, seed=4)
+    probe = LogisticProbe().fit(X, y)
+    by_hand = ((X - probe.mean_) / probe.scale_) @ probe.coef_.T + probe.intercept_
+    np.testing.assert_allclose(probe.decision_function(X), by_hand, rtol=1e-5, atol=1e-5)
+    assert probe.score(X, y) == np.mean(probe.classes_[by_hand.argmax(1)] == y)
+
+
+def test_memory_mapped_input_gives_the_same_probe(tmp_path):
+    X, y = problem(n=300, d=5, classes=3, seed=5)
+    np.save(tmp_path / "x.npy", X.astype(np.float32))
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    a = LogisticProbe().fit(mapped, y)
+    b = LogisticProbe().fit(X.astype(np.float32), y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_string_labels_and_registry():
+    X, y = problem(n=120, d=3, classes=2, seed=6)
+    labels = np.array(["cat", "dog"])[y]
+    probe = LogisticProbe().fit(X, labels)
+    assert set(probe.predict(X)) <= {"cat", "dog"}
+    assert list_solvers() == ["lbfgs", "saga", "sklearn-lbfgs"]
+    assert PROBE_SOLVERS.get("lbfgs") is lbfgs_solver
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "X", "y", "match"),
+    [
+        ({"C": 0}, np.zeros((4, 2)), [0, 1, 0, 1], "C must be"),
+        ({"C": -1.0}, np.zeros((4, 2)), [0, 1, 0, 1], "C must be"),
+        ({"max_iter": 0}, np.zeros((4, 2)), [0, 1, 0, 1], "max_iter"),
+        ({}, np.zeros(4), [0, 1, 0, 1], "2-D"),
+        ({}, np.zeros((4, 2)), [0, 1, 0], "one label per row"),
+        ({}, np.zeros((4, 2)), [1, 1, 1, 1], "at least 2 classes"),
+        ({}, np.array([[0.0, np.nan], [1, 2], [3, 4], [5, 6]]), [0, 1, 0, 1], "NaN or inf"),
+        ({"dtype": "float16"}, np.zeros((4, 2)), [0, 1, 0, 1], "dtype"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_error(kwargs, X, y, match):
+    with pytest.raises(ProbeSettingsError, match=match):
+        LogisticProbe(**kwargs).fit(X, y)
+
+
+def test_unknown_solver_suggests_names():
+    with pytest.raises(UnknownNameError, match="Did you mean 'saga'"):
+        LogisticProbe(solver="sag").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_unfitted_probe_and_width_mismatch():
+    with pytest.raises(ProbeSettingsError, match="not fitted"):
+        LogisticProbe().predict(np.zeros((2, 2)))
+    probe = LogisticProbe().fit(np.eye(4), [0, 1, 0, 1])
+    with pytest.raises(ProbeSettingsError, match=r"\(samples, 4\)"):
+        probe.predict(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"dtype": "float16"}, "dtype"), ({"standardize": "no"}, "standardize"),
+     ({"dtype": "float64", "standardize": 1}, "standardize")],
+)  # fmt: skip
+def test_settings_check_dtype_and_standardize_before_any_work(kwargs, match):
+    from layerscope.probes import ProbeSettings
+
+    with pytest.raises(ProbeSettingsError, match=match):
+        ProbeSettings(**kwargs).check()
+    with pytest.raises(ProbeSettingsError, match="random_state"):
+        ProbeSettings(random_state=0.5).check()
+
+
+def test_objective_refuses_labels_the_probe_never_saw():
+    X = np.eye(3).repeat(4, axis=0)
+    probe = LogisticProbe(dtype="float64").fit(X, np.array([0, 2, 5]).repeat(4))
+    labels = np.array([0, 2, 5]).repeat(4)
+    assert probe_objective(probe, X, labels) == pytest.approx(
+        numpy_objective(probe.coef_, probe.intercept_, X / probe.scale_ - probe.mean_ / probe.scale_,
+                        np.arange(3).repeat(4), 1.0)
+    )  # fmt: skip
+    with pytest.raises(ProbeSettingsError, match=r"not fitted on: \[3\]"):
+        probe_objective(probe, X, np.array([0, 2, 3]).repeat(4))  # 3 would count as class 5
