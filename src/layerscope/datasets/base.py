@@ -288,6 +288,27 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None
         raise ValueError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
 
 
+def _check_splits(name, train, test, resolution, crop_padding, canvas, channels):
+    """The options of :func:`build_splits` checked; the first stored image and the side size."""
+    _check_int("resolution", resolution, 1, allow_none=True)
+    _check_int("crop_padding", crop_padding, 0)
+    _check_int("canvas", canvas, 1, allow_none=True)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None (keep the stored ones), got {channels!r}")
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(
+            f"dataset {name!r} has an empty split ({len(train)} train, {len(test)} test)"
+        )
+    stored = train.image(0)
+    size = resolution or stored.shape[-1]
+    if canvas is not None and canvas < size:
+        raise ValueError(
+            f"canvas={canvas} is smaller than the images ({size}x{size}); the canvas must be at "
+            f"least the resolution (dissertation 9.2 places 32x32 images on 160x160)"
+        )
+    return stored, size
+
+
 def build_splits(
     name: str,
     train: ImageSource,
@@ -320,22 +341,7 @@ def build_splits(
         >>> splits.input_size, tuple(splits.train[0][0].shape)
         (20, (1, 20, 20))
     """
-    _check_int("resolution", resolution, 1, allow_none=True)
-    _check_int("crop_padding", crop_padding, 0)
-    _check_int("canvas", canvas, 1, allow_none=True)
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or None (keep the stored ones), got {channels!r}")
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError(
-            f"dataset {name!r} has an empty split ({len(train)} train, {len(test)} test)"
-        )
-    stored = train.image(0)
-    size = resolution or stored.shape[-1]
-    if canvas is not None and canvas < size:
-        raise ValueError(
-            f"canvas={canvas} is smaller than the images ({size}x{size}); the canvas must be at "
-            f"least the resolution (dissertation 9.2 places 32x32 images on 160x160)"
-        )
+    stored, size = _check_splits(name, train, test, resolution, crop_padding, canvas, channels)
     shape = Pipeline(resolution=resolution, channels=channels)
     if isinstance(train, ArraySource) and isinstance(test, ArraySource):
         cached = (

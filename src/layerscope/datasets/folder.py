@@ -115,6 +115,42 @@ def _flatten(classes: dict[str, list[Path]], index: dict[str, int]) -> tuple[lis
     return paths, labels
 
 
+def _sources(root: Path, channels: int, extensions, layout: str, test_fraction, split_seed):
+    """Train and test sources of an image folder, and the class names: from train/ and test/
+    (or val/) subfolders when there are both, else a stratified split of the class folders."""
+    split_dirs = [
+        root / "train",
+        next((root / n for n in ("test", "val") if (root / n).is_dir()), None),
+    ]
+    if split_dirs[0].is_dir() and split_dirs[1] is not None:
+        train_classes = _list_classes(split_dirs[0], extensions)
+        test_classes = _list_classes(split_dirs[1], extensions)
+        stray = sorted(set(test_classes) - set(train_classes))
+        if stray:
+            raise DatasetFormatError(f"{split_dirs[1]} has classes missing from train: {stray}")
+        names = list(train_classes)
+        index = {n: i for i, n in enumerate(names)}
+        train = FileSource(*_flatten(train_classes, index), channels=channels)
+        test = FileSource(*_flatten(test_classes, index), channels=channels)
+        return train, test, names
+    classes = _list_classes(root, extensions)
+    names = list(classes)
+    paths, labels = _flatten(classes, {n: i for i, n in enumerate(names)})
+    if len(names) < 2 or len(paths) < 2:
+        raise DatasetNotFoundError(
+            f"{root} holds {len(paths)} images in {len(names)} class folders; expected {layout} "
+            f"({', '.join(extensions)})"
+        )
+    train_idx, test_idx = stratified_split(labels, float(test_fraction), seed=split_seed)
+    train = FileSource(
+        [paths[i] for i in train_idx], [labels[i] for i in train_idx], channels=channels
+    )
+    test = FileSource(
+        [paths[i] for i in test_idx], [labels[i] for i in test_idx], channels=channels
+    )
+    return train, test, names
+
+
 @DATASETS.register("folder")
 def image_folder(
     *,
@@ -147,37 +183,8 @@ def image_folder(
             "needs one size. Pass resolution=<pixels>."
         )
     root = Path(root)
-    split_dirs = [
-        root / "train",
-        next((root / n for n in ("test", "val") if (root / n).is_dir()), None),
-    ]
-    channels = channels or 3
-    if split_dirs[0].is_dir() and split_dirs[1] is not None:
-        train_classes = _list_classes(split_dirs[0], extensions)
-        test_classes = _list_classes(split_dirs[1], extensions)
-        stray = sorted(set(test_classes) - set(train_classes))
-        if stray:
-            raise DatasetFormatError(f"{split_dirs[1]} has classes missing from train: {stray}")
-        names = list(train_classes)
-        index = {n: i for i, n in enumerate(names)}
-        train = FileSource(*_flatten(train_classes, index), channels=channels)
-        test = FileSource(*_flatten(test_classes, index), channels=channels)
-    else:
-        classes = _list_classes(root, extensions)
-        names = list(classes)
-        paths, labels = _flatten(classes, {n: i for i, n in enumerate(names)})
-        if len(names) < 2 or len(paths) < 2:
-            raise DatasetNotFoundError(
-                f"{root} holds {len(paths)} images in {len(names)} class folders; expected {layout} "
-                f"({', '.join(extensions)})"
-            )
-        train_idx, test_idx = stratified_split(labels, float(test_fraction), seed=split_seed)
-        train = FileSource(
-            [paths[i] for i in train_idx], [labels[i] for i in train_idx], channels=channels
-        )
-        test = FileSource(
-            [paths[i] for i in test_idx], [labels[i] for i in test_idx], channels=channels
-        )
+    train, test, names = _sources(root, channels or 3, extensions, layout, test_fraction,
+                                  split_seed)  # fmt: skip
     if len(train) == 0 or len(test) == 0:
         raise DatasetNotFoundError(f"{root}: no images in train or test; expected {layout}")
     mean = std = None

@@ -3,6 +3,15 @@
 One iteration costs one pass over the data (two matrix products, (n, d) x (d, K)) plus a few
 small vector operations; Armijo backtracking accepts the unit step almost always. The objective
 is the one every probe solver minimises (:mod:`layerscope.probes.solvers`).
+
+Stopping (the first that holds):
+
+- ``max |gradient| <= tol``: scikit-learn's rule for its lbfgs (``gtol``), on the same
+  per-sample objective, so ``tol`` means the same in both;
+- the objective fell by at most ``ftol * max(1, |f|)`` in an iteration: with float32
+  products, smaller decreases are below the resolution of f (default ``64 * eps`` of the
+  dtype, 7.6e-6 in float32, as scipy's L-BFGS-B default factor);
+- ``max_iter`` iterations (default 500): ``converged`` is False.
 """
 
 from __future__ import annotations
@@ -115,19 +124,8 @@ def lbfgs_solver(
     ridge: float = 0.1,
     ftol: float | None = None,
 ) -> SolverResult:
-    """Full-batch L-BFGS on the probe objective, in torch (CPU or GPU).
-
-    One iteration costs one pass over the data (two matrix products, (n, d) x (d, K)) plus a
-    few small vector operations; Armijo backtracking accepts the unit step almost always.
-
-    Stopping (the first that holds):
-
-    - ``max |gradient| <= tol``: scikit-learn's rule for its lbfgs (``gtol``), on the same
-      per-sample objective, so ``tol`` means the same in both;
-    - the objective fell by at most ``ftol * max(1, |f|)`` in an iteration: with float32
-      products, smaller decreases are below the resolution of f (default ``64 * eps`` of the
-      dtype, 7.6e-6 in float32, as scipy's L-BFGS-B default factor);
-    - ``max_iter`` iterations (default 500): ``converged`` is False.
+    """Full-batch L-BFGS on the probe objective, in torch (CPU or GPU); stops as the module
+    docstring says.
 
     Args:
         X: standardised features (n, d), numpy or torch; its float dtype is kept (float32 is
@@ -149,18 +147,7 @@ def lbfgs_solver(
         >>> result.coef.shape, result.converged
         ((3, 5), True)
     """
-    X = torch.as_tensor(X, device=device)
-    if not X.is_floating_point():
-        X = X.float()
-    codes = torch.as_tensor(codes, device=X.device, dtype=torch.int64)
-    objective = Objective(X, codes, n_classes, C)
-    if precondition is None:
-        precondition = objective.d <= 4096 and objective.n >= 2 * objective.d
-    apply_h0 = (
-        _Preconditioner(X, objective.m, ridge, max_rows=4 * objective.d)
-        if precondition
-        else _identity
-    )
+    X, objective, apply_h0 = _setup(X, codes, n_classes, C, device, precondition, ridge)
     max_iter = 500 if max_iter is None else max_iter
     ftol = 64 * torch.finfo(X.dtype).eps if ftol is None else ftol
 
@@ -197,6 +184,20 @@ def lbfgs_solver(
         objective=f,
         reason=reason,
     )
+
+
+def _setup(X, codes, n_classes, C, device, precondition, ridge):
+    """Features as a float tensor, the objective, and the initial inverse Hessian H0."""
+    X = torch.as_tensor(X, device=device)
+    if not X.is_floating_point():
+        X = X.float()
+    codes = torch.as_tensor(codes, device=X.device, dtype=torch.int64)
+    objective = Objective(X, codes, n_classes, C)
+    if precondition is None:
+        precondition = objective.d <= 4096 and objective.n >= 2 * objective.d
+    if not precondition:
+        return X, objective, _identity
+    return X, objective, _Preconditioner(X, objective.m, ridge, max_rows=4 * objective.d)
 
 
 def _descent_direction(grad, pairs, apply_h0) -> tuple[torch.Tensor, float]:

@@ -145,39 +145,8 @@ def saturation_and_probes(df: pd.DataFrame, phase: str = "probe") -> Figure:
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("saturation")
     right = axes.twinx()
-    probes = probes.reindex(names)
-    style = {
-        "probe_test_acc": ("probe test accuracy", "-", "s"),
-        "probe_train_acc": ("probe train accuracy", "--", "^"),
-    }
-    for statistic, (label, linestyle, marker) in style.items():
-        if statistic in probes.columns:
-            (line,) = right.plot(
-                positions,
-                probes[statistic].to_numpy(),
-                color="black",
-                linestyle=linestyle,
-                marker=marker,
-                markersize=4,
-                label=label,
-                alpha=1.0 if statistic == "probe_test_acc" else 0.5,
-            )
-            handles.append(line)
-    reference = df[
-        (df.phase == phase) & (df.statistic == "model_test_acc") & (df.epoch == probe_epoch)
-    ]
-    if reference.empty:
-        reference = df[(df.statistic == "test_accuracy") & (df.epoch == probe_epoch)]
-    if len(reference):
-        accuracy = float(reference.value.iloc[-1])
-        handles.append(
-            right.axhline(
-                accuracy,
-                color="tab:red",
-                linestyle=":",
-                label=f"model test accuracy ({accuracy:.3f})",
-            )
-        )
+    handles += _probe_lines(right, positions, probes.reindex(names))
+    handles += _model_accuracy_line(right, df, phase, probe_epoch)
     right.set_ylim(0, 1.05)
     right.set_ylabel("probe accuracy")
     _layer_axis(axes, names)
@@ -185,6 +154,36 @@ def saturation_and_probes(df: pd.DataFrame, phase: str = "probe") -> Figure:
     axes.set_title(f"Saturation and probe accuracy per layer, epoch {probe_epoch}")
     figure.legend(handles=handles, fontsize=8, loc="outside right upper")
     return figure
+
+
+def _probe_lines(axes, positions, probes: pd.DataFrame) -> list:
+    """Probe test accuracy solid, train accuracy dashed, in black."""
+    style = {
+        "probe_test_acc": ("probe test accuracy", "-", "s"),
+        "probe_train_acc": ("probe train accuracy", "--", "^"),
+    }
+    lines = []
+    for statistic, (label, linestyle, marker) in style.items():
+        if statistic in probes.columns:
+            (line,) = axes.plot(
+                positions, probes[statistic].to_numpy(), color="black", linestyle=linestyle,
+                marker=marker, markersize=4, label=label,
+                alpha=1.0 if statistic == "probe_test_acc" else 0.5,
+            )  # fmt: skip
+            lines.append(line)
+    return lines
+
+
+def _model_accuracy_line(axes, df: pd.DataFrame, phase: str, epoch: int) -> list:
+    """The model's own test accuracy as a horizontal line (none when it was not recorded)."""
+    reference = df[(df.phase == phase) & (df.statistic == "model_test_acc") & (df.epoch == epoch)]
+    if reference.empty:
+        reference = df[(df.statistic == "test_accuracy") & (df.epoch == epoch)]
+    if reference.empty:
+        return []
+    accuracy = float(reference.value.iloc[-1])
+    label = f"model test accuracy ({accuracy:.3f})"
+    return [axes.axhline(accuracy, color="tab:red", linestyle=":", label=label)]
 
 
 def saturation_heatmap(df: pd.DataFrame, phase: str = "train") -> Figure:

@@ -95,7 +95,7 @@ def release_workspaces() -> None:
     _WORKSPACE.buffers.clear()
 
 
-def _format_bytes(num_bytes: float) -> str:
+def format_bytes(num_bytes: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if num_bytes < 1024 or unit == "TiB":
             return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{int(num_bytes)} B"
@@ -171,7 +171,7 @@ class StreamingCovariance(StreamingStatistic):
             matrix = num_features * num_features * 8
             raise LayerTooWideError(
                 f"{label} has {num_features} output features; its {num_features} x "
-                f"{num_features} float64 covariance needs {_format_bytes(matrix)} (and as much "
+                f"{num_features} float64 covariance needs {format_bytes(matrix)} (and as much "
                 f"again while updating), above the limit max_features={max_features}. Exclude "
                 f"the layer, downsample or pool its output, or raise max_features to "
                 f"{num_features} if the memory is there."

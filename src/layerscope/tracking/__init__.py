@@ -13,6 +13,7 @@
 
 from layerscope.errors import LayerSelectionError
 from layerscope.tracking.analysis import analyze
+from layerscope.tracking.extensions import TrackerCallback, covariance_statistic
 from layerscope.tracking.hooks import Hooks
 from layerscope.tracking.layers import (
     RECORDABLE_TYPES,
@@ -23,7 +24,7 @@ from layerscope.tracking.layers import (
     select_layers,
 )
 from layerscope.tracking.options import TrackerOptions
-from layerscope.tracking.tracker import Tracker, TrackerCallback, covariance_statistic
+from layerscope.tracking.tracker import Tracker
 from layerscope.tracking.weights import WeightSnapshots
 
 __all__ = [

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from layerscope.errors import LayerSelectionError
+from layerscope.errors import LayerSelectionError, LayerTooWideError
+from layerscope.stats.covariance import format_bytes
 
 __all__ = [
     "CHANNELS_FIRST_TYPES",
@@ -30,6 +31,7 @@ __all__ = [
     "LayerSelectionError",
     "batch_axis",
     "channels_first",
+    "check_widths",
     "describe_layers",
     "features_tensor",
     "layer_kind",
@@ -127,6 +129,25 @@ def output_features(module: nn.Module) -> int | None:
     if isinstance(module, nn.GroupNorm):
         return module.num_channels
     return None
+
+
+def check_widths(selected: Sequence[tuple[str, nn.Module]], max_features: int) -> None:
+    """Refuse layers wider than ``max_features`` now, before any forward pass or allocation.
+
+    Example:
+        >>> check_widths([("fc", nn.Linear(2, 10))], max_features=8)
+        Traceback (most recent call last):
+        ...
+        layerscope.errors.LayerTooWideError: layer 'fc' (Linear) has 10 output features; its covariance needs 800 B per phase. Exclude it with exclude=['fc'] or raise max_features to 10.
+    """
+    for name, module in selected:
+        width = output_features(module)
+        if width is not None and width > max_features:
+            raise LayerTooWideError(
+                f"layer {name!r} ({type(module).__name__}) has {width} output features; its "
+                f"covariance needs {format_bytes(width * width * 8)} per phase. Exclude it "
+                f"with exclude=[{name!r}] or raise max_features to {width}."
+            )
 
 
 def _matches(name: str, module: nn.Module, selector: str | type) -> bool:

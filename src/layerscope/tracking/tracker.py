@@ -26,30 +26,35 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from layerscope._versions import package_versions
-from layerscope.errors import LayerTooWideError, OptionError, OptionTypeError, PhaseError
+from layerscope.errors import OptionError, OptionTypeError, PhaseError
 from layerscope.stats.base import StreamingStatistic
-from layerscope.stats.covariance import StreamingCovariance, _format_bytes
 from layerscope.stats.samples import downsample
-from layerscope.stats.spectrum import SpectrumStatistics, compute_statistics
+from layerscope.stats.spectrum import SpectrumStatistics
 from layerscope.store.folder import write_layers, write_run_info
 from layerscope.store.records import Record, make_records
 from layerscope.store.runs import records_frame, stored_epochs
 from layerscope.store.sinks import Sink, close_all, make_sink
+from layerscope.tracking.extensions import (
+    StatisticFactory,
+    TrackerCallback,
+    covariance_statistic,
+    layer_values,
+)
 from layerscope.tracking.hooks import Hooks
 from layerscope.tracking.layers import (
     CHANNELS_FIRST_TYPES,
     LayerInfo,
+    check_widths,
     describe_layers,
     features_tensor,
-    output_features,
     select_layers,
 )
 from layerscope.tracking.options import TrackerOptions
@@ -63,37 +68,7 @@ from layerscope.tracking.phases import (
 )
 from layerscope.tracking.weights import WeightSnapshots
 
-__all__ = ["StatisticFactory", "Tracker", "TrackerCallback", "covariance_statistic"]
-
-#: ``factory(num_features, name, options)``: the accumulator of one layer and phase; its
-#: ``compute()`` must return a :class:`~layerscope.stats.CovarianceResult`.
-StatisticFactory = Callable[[int, str, TrackerOptions], StreamingStatistic]
-
-
-def covariance_statistic(num_features: int, name: str, options: TrackerOptions):
-    """The default accumulator: a :class:`StreamingCovariance` configured from the options.
-
-    Example:
-        >>> covariance_statistic(4, "fc", TrackerOptions(precision="mixed")).precision
-        'mixed'
-    """
-    return StreamingCovariance(
-        num_features,
-        precision=options.precision,
-        device=options.device,
-        max_samples=options.max_samples,
-        max_features=options.max_features,
-        name=name,
-    )
-
-
-class TrackerCallback(Protocol):
-    """Told about the records a Tracker wrote: at every epoch end, and once more at close."""
-
-    def on_epoch_end(self, tracker: Tracker, records: Sequence[Record]) -> None: ...
-
-    def on_close(self, tracker: Tracker, records: Sequence[Record]) -> None: ...
-
+__all__ = ["Tracker"]
 
 class Tracker:
     """Record per-layer statistics of a model's outputs during training and evaluation.
@@ -152,7 +127,7 @@ class Tracker:
         self._statistic_factory = statistic_factory
         self._callbacks = list(callbacks)
         self._selected = select_layers(model, self.options.include, self.options.exclude)
-        self._check_widths()
+        check_widths(self._selected, self.options.max_features)
         self._modules = dict(self._selected)
         self._order: list[str] = []  # forward order, learnt from the hooks
         self._widths: dict[str, int] = {}
@@ -182,18 +157,6 @@ class Tracker:
         return self._clock.epoch
 
     # ------------------------------------------------------------------ setup
-    def _check_widths(self) -> None:
-        """Refuse too-wide layers now, before the first forward pass."""
-        limit = self.options.max_features
-        for name, module in self._selected:
-            width = output_features(module)
-            if width is not None and width > limit:
-                raise LayerTooWideError(
-                    f"layer {name!r} ({type(module).__name__}) has {width} output features; its "
-                    f"covariance needs {_format_bytes(width * width * 8)} per phase. Exclude it "
-                    f"with exclude=[{name!r}] or raise max_features to {width}."
-                )
-
     def _open_sinks(self) -> None:
         sinks = self.options.sinks
         if sinks is None:
@@ -322,7 +285,9 @@ class Tracker:
             accumulator = self._accumulators.pop((phase, name), None)
             if accumulator is None:
                 continue
-            values = self._layer_values(name, phase, accumulator)
+            values, self.latest[(phase, name)] = layer_values(
+                accumulator, self.options, f"layer {name!r}, epoch {self.epoch}, phase {phase!r}"
+            )
             layers.append((name, index, values))
             has_weights = any(p.requires_grad for p in self._modules[name].parameters())
             if "saturation" in values and has_weights:
@@ -332,30 +297,6 @@ class Tracker:
         self._emit(make_records(self.run, self.epoch, phase, time.time(), layers=layers,
                                 model=model))  # fmt: skip
         self._clock.finished(phase)
-
-    def _layer_values(self, name: str, phase: str, accumulator) -> dict[str, float]:
-        """``samples``, every statistic and the ``zero_variance`` flag of one layer's phase."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = accumulator.compute()
-        for warning in caught:
-            warnings.warn(f"epoch {self.epoch}, phase {phase!r}: {warning.message}",
-                          warning.category, stacklevel=4)  # fmt: skip
-        stats = compute_statistics(result, self.options.statistics, delta=self.options.delta)
-        self.latest[(phase, name)] = stats
-        values = {"samples": float(result.count)}
-        if stats.reason:
-            warnings.warn(
-                f"layer {name!r}, epoch {self.epoch}, phase {phase!r}: no statistics "
-                f"({stats.reason})",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return values
-        values |= {statistic: float(value) for statistic, value in stats.values.items()}
-        if "zero_variance" in stats.flags:
-            values["zero_variance"] = 1.0
-        return values
 
     def _emit(self, rows: Sequence[Record]) -> None:
         self.records.extend(rows)
