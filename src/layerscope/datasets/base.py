@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from layerscope.datasets.transforms import Pipeline, SampleRandom, convert_channels
-from layerscope.errors import DatasetNotFoundError
+from layerscope.errors import DatasetNotFoundError, OptionError
 from layerscope.registry import DATASETS
 
 __all__ = [
@@ -206,7 +206,7 @@ def stratified_split(
     n = len(labels)
     n_test = round(test_size * n) if isinstance(test_size, float) else int(test_size)
     if not 0 < n_test < n:
-        raise ValueError(f"test_size={test_size!r} leaves no train or no test images of {n}")
+        raise OptionError(f"test_size={test_size!r} leaves no train or no test images of {n}")
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * n_test / n
     per_class = np.floor(exact).astype(int)
@@ -285,7 +285,7 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         none = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
+        raise OptionError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
 
 
 def _check_splits(name, train, test, resolution, crop_padding, canvas, channels):
@@ -294,15 +294,15 @@ def _check_splits(name, train, test, resolution, crop_padding, canvas, channels)
     _check_int("crop_padding", crop_padding, 0)
     _check_int("canvas", canvas, 1, allow_none=True)
     if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or None (keep the stored ones), got {channels!r}")
+        raise OptionError(f"channels must be 1, 3 or None (keep the stored ones), got {channels!r}")
     if len(train) == 0 or len(test) == 0:
-        raise ValueError(
+        raise OptionError(
             f"dataset {name!r} has an empty split ({len(train)} train, {len(test)} test)"
         )
     stored = train.image(0)
     size = resolution or stored.shape[-1]
     if canvas is not None and canvas < size:
-        raise ValueError(
+        raise OptionError(
             f"canvas={canvas} is smaller than the images ({size}x{size}); the canvas must be at "
             f"least the resolution (dissertation 9.2 places 32x32 images on 160x160)"
         )
@@ -354,10 +354,10 @@ def build_splits(
     if normalize and mean is None:
         mean, std = channel_stats(train, shape)
     elif normalize and (std is None or len(std) != len(mean)):
-        raise ValueError(f"give mean and std with one value per channel, got {mean!r}, {std!r}")
+        raise OptionError(f"give mean and std with one value per channel, got {mean!r}, {std!r}")
     in_channels = channels or stored.shape[-3]
     if normalize and len(mean) != in_channels:
-        raise ValueError(f"mean {tuple(mean)} has {len(mean)} values for {in_channels} channels")
+        raise OptionError(f"mean {tuple(mean)} has {len(mean)} values for {in_channels} channels")
     norm = dict(mean=tuple(map(float, mean)), std=tuple(map(float, std))) if normalize else {}
     common = dict(resolution=resolution, channels=channels, canvas=canvas, fill=fill, **norm)
     train_pipe = Pipeline(

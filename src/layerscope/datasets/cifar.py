@@ -27,7 +27,7 @@ from layerscope.datasets.base import (
     data_root,
     missing_files_error,
 )
-from layerscope.errors import DatasetFormatError
+from layerscope.errors import DatasetFormatError, OptionError
 from layerscope.registry import DATASETS
 
 __all__ = ["cifar10", "cifar100", "read_cifar_batch"]
@@ -186,7 +186,7 @@ def cifar100(
 ) -> DatasetSplits:
     """CIFAR-100 from ``<root>/cifar-100-python/``; ``labels="fine"`` (100) or ``"coarse"`` (20)."""
     if labels not in ("fine", "coarse"):
-        raise ValueError(f"cifar100: labels must be 'fine' or 'coarse', got {labels!r}")
+        raise OptionError(f"cifar100: labels must be 'fine' or 'coarse', got {labels!r}")
     folder = _find(root, CIFAR100_FOLDER, ("train", "test"), "cifar100")
     key = f"{labels}_labels"
     train = read_cifar_batch(folder / "train", key)

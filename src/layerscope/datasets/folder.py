@@ -26,7 +26,7 @@ from layerscope.datasets.base import (
     stratified_split,
 )
 from layerscope.datasets.transforms import Pipeline
-from layerscope.errors import DatasetFormatError, DatasetNotFoundError
+from layerscope.errors import DatasetFormatError, DatasetNotFoundError, OptionError
 from layerscope.registry import DATASETS
 
 __all__ = ["FileSource", "image_folder", "read_image"]
@@ -178,7 +178,7 @@ def image_folder(
             f"config) laid out as {layout} ({', '.join(extensions)})"
         )
     if resolution is None:
-        raise ValueError(
+        raise OptionError(
             "image folders need a resolution: their images may differ in size, and a batch "
             "needs one size. Pass resolution=<pixels>."
         )

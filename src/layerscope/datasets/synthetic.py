@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from layerscope.datasets.base import ArraySource, DatasetSplits, build_splits
+from layerscope.errors import OptionError
 from layerscope.registry import DATASETS
 
 __all__ = ["make_synthetic", "synthetic"]
@@ -40,7 +41,7 @@ def _check(name: str, value, low, kind=int) -> None:
         value, (int, float) if kind is float else int
     )
     if wrong_type or value < low:
-        raise ValueError(
+        raise OptionError(
             f"synthetic: {name} must be {'a number' if kind is float else 'an int'} >= {low}, got {value!r}"
         )
 

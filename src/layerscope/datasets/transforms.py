@@ -23,6 +23,8 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
+from layerscope.errors import OptionError
+
 __all__ = [
     "Pipeline",
     "SampleRandom",
@@ -67,7 +69,7 @@ class SampleRandom:
     def integers(self, high: int) -> int:
         """Uniform integer in [0, high); the modulo bias is below high / 2**64."""
         if high < 1:
-            raise ValueError(f"integers(high) needs high >= 1, got {high}")
+            raise OptionError(f"integers(high) needs high >= 1, got {high}")
         return self.next64() % high
 
     def random(self) -> float:
@@ -108,7 +110,7 @@ def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     if have == 3 and channels == 1:
         weights = torch.tensor(_LUMA, dtype=image.dtype, device=image.device).view(3, 1, 1)
         return (image * weights).sum(dim=-3, keepdim=True)
-    raise ValueError(
+    raise OptionError(
         f"cannot convert images with {have} channels to {channels} channels; only 1 <-> 3 is "
         f"supported (grey repeated, or RGB to luma). Leave channels=None to keep {have}."
     )
@@ -129,7 +131,7 @@ def pad_crop(
         [[[3.0, 0.0], [0.0, 0.0]]]
     """
     if not (0 <= top <= 2 * padding and 0 <= left <= 2 * padding):
-        raise ValueError(f"crop offset ({top}, {left}) outside [0, {2 * padding}]")
+        raise OptionError(f"crop offset ({top}, {left}) outside [0, {2 * padding}]")
     height, width = image.shape[-2:]
     padded = F.pad(image, (padding, padding, padding, padding), value=fill)
     return padded[..., top : top + height, left : left + width]
@@ -159,7 +161,7 @@ def place_on_canvas(
     """
     channels, height, width = image.shape[-3:]
     if not (0 <= top <= canvas - height and 0 <= left <= canvas - width):
-        raise ValueError(
+        raise OptionError(
             f"an image of {height}x{width} at ({top}, {left}) does not fit a {canvas}x{canvas} "
             f"canvas; top must lie in [0, {canvas - height}] and left in [0, {canvas - width}]"
         )
@@ -227,7 +229,7 @@ class Pipeline:
 
     def __call__(self, image: torch.Tensor, rng: SampleRandom | None = None) -> torch.Tensor:
         if self.is_random and rng is None:
-            raise ValueError("this pipeline has random steps; pass a SampleRandom")
+            raise OptionError("this pipeline has random steps; pass a SampleRandom")
         if self.channels is not None:
             image = convert_channels(image, self.channels)
         if self.resolution is not None:

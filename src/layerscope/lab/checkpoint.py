@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from layerscope.errors import StoreError
 from layerscope.store.atomic import atomic_save
 
 __all__ = [
@@ -114,7 +115,7 @@ def _checkpoints(folder: Path) -> list[Path]:
 def _load(path: Path, map_location) -> Checkpoint:
     state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
+        raise StoreError(
             f"{path} is not a {CHECKPOINT_FORMAT} file; move it out of {path.parent} (only "
             f"layerscope writes epoch-NNNN.pt files there)"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from layerscope.errors import OptionError
 from layerscope.registry import METRICS
 
 __all__ = ["accuracy", "top5", "topk_correct"]
@@ -27,13 +28,13 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.T
         2
     """
     if logits.ndim != 2:
-        raise ValueError(f"logits must be (N, classes), got shape {tuple(logits.shape)}")
+        raise OptionError(f"logits must be (N, classes), got shape {tuple(logits.shape)}")
     if targets.shape != logits.shape[:1]:
-        raise ValueError(
+        raise OptionError(
             f"targets must be (N,) = ({logits.shape[0]},) class indices, got shape {tuple(targets.shape)}"
         )
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise OptionError(f"k must be >= 1, got {k}")
     top = logits.topk(min(k, logits.shape[1]), dim=1).indices  # (N, k)
     return (top == targets[:, None]).any(dim=1).sum()
 

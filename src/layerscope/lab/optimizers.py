@@ -18,6 +18,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import StepLR
 
+from layerscope.errors import OptionError
 from layerscope.registry import OPTIMIZERS
 
 __all__ = ["adam", "adamw", "rmsprop", "sgd", "step_schedule"]
@@ -25,11 +26,11 @@ __all__ = ["adam", "adamw", "rmsprop", "sgd", "step_schedule"]
 
 def _check(name: str, lr: float, momentum: float, weight_decay: float) -> None:
     if not lr > 0:
-        raise ValueError(f"{name}: lr must be > 0, got {lr!r}")
+        raise OptionError(f"{name}: lr must be > 0, got {lr!r}")
     if not 0 <= momentum < 1:
-        raise ValueError(f"{name}: momentum must lie in [0, 1), got {momentum!r}")
+        raise OptionError(f"{name}: momentum must lie in [0, 1), got {momentum!r}")
     if not weight_decay >= 0:
-        raise ValueError(f"{name}: weight_decay must be >= 0, got {weight_decay!r}")
+        raise OptionError(f"{name}: weight_decay must be >= 0, got {weight_decay!r}")
 
 
 @OPTIMIZERS.register("sgd")
@@ -108,7 +109,7 @@ def step_schedule(optimizer: Optimizer, step: int | None, factor: float = 0.1) -
     if step is None:
         return StepLR(optimizer, step_size=1, gamma=1.0)
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise ValueError(f"step must be an int >= 1 (epochs between decays) or None, got {step!r}")
+        raise OptionError(f"step must be an int >= 1 (epochs between decays) or None, got {step!r}")
     if not factor > 0:
-        raise ValueError(f"factor must be > 0, got {factor!r}")
+        raise OptionError(f"factor must be > 0, got {factor!r}")
     return StepLR(optimizer, step_size=step, gamma=factor)

@@ -7,6 +7,8 @@ from numbers import Real
 
 from torch import nn
 
+from layerscope.errors import OptionError, OptionTypeError
+
 __all__ = ["init_kaiming_", "scale_channels", "validate_width"]
 
 
@@ -18,13 +20,13 @@ def validate_width(width: object) -> float:
         0.25
     """
     if isinstance(width, bool) or not isinstance(width, Real):
-        raise TypeError(
+        raise OptionTypeError(
             f"width must be a number such as 1, 0.5 or 0.0625 (1/16), got {width!r} "
             f"({type(width).__name__})"
         )
     value = float(width)
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"width must be a positive finite factor such as 1 or 0.25, got {width!r}")
+        raise OptionError(f"width must be a positive finite factor such as 1 or 0.25, got {width!r}")
     return value
 
 

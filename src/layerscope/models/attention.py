@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from layerscope.errors import OptionError
+
 __all__ = ["ATTENTION_BLOCKS", "CBAM", "SpatialAttention", "SqueezeExcitation", "make_attention"]
 
 
@@ -112,4 +114,4 @@ def make_attention(kind: str | None, channels: int) -> nn.Module | None:
         return SpatialAttention()
     if kind in ATTENTION_BLOCKS:
         return ATTENTION_BLOCKS[kind](channels)
-    raise ValueError(f"attention must be one of 'se', 'spatial', 'cbam' or None, got {kind!r}")
+    raise OptionError(f"attention must be one of 'se', 'spatial', 'cbam' or None, got {kind!r}")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from layerscope.errors import OptionError
 from layerscope.models._common import init_kaiming_, scale_channels, validate_width
 from layerscope.models._factory import register_model
 
@@ -38,7 +39,7 @@ class MLP(nn.Module):
         super().__init__()
         width = validate_width(width)
         if in_features < 1:
-            raise ValueError(f"in_features must be >= 1, got {in_features}")
+            raise OptionError(f"in_features must be >= 1, got {in_features}")
         layers: list[nn.Module] = [nn.Flatten()]
         features = in_features
         for units in hidden:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from layerscope.errors import OptionError
 from layerscope.models._common import init_kaiming_, scale_channels, validate_width
 from layerscope.models._factory import register_model
 
@@ -52,10 +53,10 @@ class MultipathBlock(nn.Module):
     ) -> None:
         super().__init__()
         if not paths:
-            raise ValueError("a multipath block needs at least one pathway, got paths=()")
+            raise OptionError("a multipath block needs at least one pathway, got paths=()")
         for index, (num_layers, kernel) in enumerate(paths):
             if num_layers < 1 or kernel < 1 or kernel % 2 == 0:
-                raise ValueError(
+                raise OptionError(
                     f"pathway {index}: needs >= 1 layer and an odd kernel (same padding), "
                     f"got ({num_layers}, {kernel})"
                 )

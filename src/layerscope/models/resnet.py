@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from layerscope.errors import OptionError, OptionTypeError
 from layerscope.models._common import init_kaiming_, scale_channels, validate_width
 from layerscope.models._factory import register_model
 from layerscope.models.attention import make_attention
@@ -132,9 +133,9 @@ class ResNet(nn.Module):
         super().__init__()
         width = validate_width(width)
         if stem not in STEMS:
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+            raise OptionError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         if not isinstance(skip, bool):
-            raise TypeError(f"skip must be True or False, got {skip!r}")
+            raise OptionTypeError(f"skip must be True or False, got {skip!r}")
         make_attention(attention, 1)  # validates the name before anything is built
         channels = scale_channels(64, width)
         if stem == "imagenet":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from layerscope.errors import OptionError
 from layerscope.models._common import init_kaiming_, scale_channels, validate_width
 from layerscope.models._factory import register_model
 
@@ -62,7 +63,7 @@ class VGG(nn.Module):
         super().__init__()
         width = validate_width(width)
         if not isinstance(dilation, int) or dilation < 1:
-            raise ValueError(f"dilation must be an integer >= 1, got {dilation!r}")
+            raise OptionError(f"dilation must be an integer >= 1, got {dilation!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for item in config:

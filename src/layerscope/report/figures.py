@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from layerscope.errors import OptionError
 from layerscope.store.atomic import atomic_write_bytes
 
 __all__ = [
@@ -264,7 +265,7 @@ def figure_bytes(figure: Figure, image_format: str = "png", dpi: int = 110) -> b
     canvas = FigureCanvasAgg(figure)
     supported = canvas.get_supported_filetypes()
     if image_format not in supported:
-        raise ValueError(
+        raise OptionError(
             f"cannot write figures as {image_format!r}; use one of {', '.join(sorted(supported))}"
         )
     buffer = io.BytesIO()
@@ -285,7 +286,7 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 110) -> byte
     """
     suffix = Path(path).suffix.lstrip(".").lower()
     if not suffix:
-        raise ValueError(f"cannot tell the image format of {str(path)!r}; give it a suffix (.png)")
+        raise OptionError(f"cannot tell the image format of {str(path)!r}; give it a suffix (.png)")
     data = figure_bytes(figure, suffix, dpi)
     atomic_write_bytes(path, data)
     return data

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from layerscope.errors import RunFolderError
 from layerscope.report.figures import save_figure
 from layerscope.report.html import write_report
 from layerscope.store.atomic import atomic_write_text
@@ -123,7 +124,7 @@ def write_index(root: str | os.PathLike, *, run_reports: bool = True) -> Path:
     root = Path(root)
     summary = run_summary(root)
     if summary.empty:
-        raise FileNotFoundError(f"no run with records under {root}")
+        raise RunFolderError(f"no run with records under {root}")
     if run_reports:
         for folder in summary.folder:
             write_report(root / folder)
