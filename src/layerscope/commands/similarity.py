@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerscope.errors import LayerscopeError, OptionError
+from layerscope.errors import LayerscopeError, OptionError, RunFolderError
 
 MEASURE_NAMES = ("cca", "svcca", "pwcca", "cka", "cka_biased")
 #: Accepted as --measure too: the name of the unbiased CKA before it became the default.
@@ -79,6 +79,10 @@ def _load(path: str):
     import numpy as np
     import torch
 
+    if not Path(path).is_file():
+        raise RunFolderError(
+            f"{path} does not exist; give two activation files (.npy, .pt) or two run folders"
+        )
     if path.endswith(".npy"):
         return np.load(path, allow_pickle=False)
     if path.endswith((".pt", ".pth")):

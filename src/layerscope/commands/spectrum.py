@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from layerscope.errors import OptionError
+from layerscope.errors import OptionError, RunFolderError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from layerscope.stats import StreamingCovariance, compute_statistics
 
     if args.path:
+        if not Path(args.path).is_file():
+            raise RunFolderError(f"{args.path} does not exist; give a .npy file of a 2-D array")
         data = np.load(args.path)
         if data.ndim != 2:
             raise OptionError(
