@@ -464,3 +464,25 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="has 0 CUDA device"):
             resolve_device("cuda:1")
+
+
+# ------------------------------------------------------------------------------ tracker options
+def test_the_tracker_section_is_the_trackers_options():
+    from layerscope.tracking import TrackerOptions
+
+    (run,) = runs(tracker={"sinks": ["csv"], "max_features": 9000, "weights": False})
+    assert isinstance(run.tracker, TrackerOptions)
+    assert run.tracker.sinks == ("csv",) and run.tracker.max_features == 9000
+    error(
+        ConfigError, r"key 'tracker.sinks': unknown sink 'parquet'", tracker={"sinks": ["parquet"]}
+    )
+    error(ConfigError, r"key 'tracker.max_features' = 0 must be >= 1", tracker={"max_features": 0})
+    grid = runs(tracker={"downsample": [4, 8]})  # a list of numbers sweeps
+    assert [r.tracker.downsample for r in grid] == [4, 8]
+
+
+def test_technical_tracker_options_do_not_change_the_run_id():
+    (a,) = runs()
+    (b,) = runs(tracker={"sinks": ["sqlite", "jsonl"], "max_features": 100, "device": "cpu"})
+    (c,) = runs(tracker={"delta": 0.9})
+    assert a.run_id == b.run_id != c.run_id

@@ -232,3 +232,9 @@ def test_width_needs_a_model_with_a_width_factor_and_num_classes_comes_from_the_
         MODELS.remove("no_width_net")
     with pytest.raises(ConfigError, match="num_classes"):
         config(tmp_path, model_kwargs={"num_classes": 3})
+
+
+def test_configured_sinks_add_to_the_store(tmp_path):
+    result = run_one(config(tmp_path, epochs=1, tracker={"sinks": ["csv"]}), progress=False)
+    assert (result.run_dir / "records.csv").is_file()
+    assert (result.run_dir / "records.sqlite").is_file()  # resume and reports read it

@@ -134,3 +134,32 @@ def test_tensorboard_sink_uses_epoch_as_step_and_real_tags(tmp_path):
     assert tags == ["loss/epoch", "saturation/train/fc, with comma", "saturation/train/features.0"]
     (scalar,) = events.Scalars("loss/epoch")
     assert (scalar.step, scalar.value, scalar.wall_time) == (0, 1.25, 101.0)
+
+
+def test_a_new_sink_format_is_one_registration(tmp_path):
+    """A format registered once is written by the Tracker and read back by load()."""
+    import json
+
+    import pandas as pd
+    import torch
+    from torch import nn
+
+    from layerscope.store import SINKS, SinkFormat
+    from layerscope.store.lines import JSONLinesSink
+    from layerscope.tracking import Tracker
+
+    def read(path):
+        return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()],
+                            columns=list(COLUMNS))  # fmt: skip
+
+    SINKS.add("ndjson-test", SinkFormat("records.ndjson", JSONLinesSink, read, priority=-1))
+    try:
+        model = nn.Linear(2, 2)
+        with Tracker(model, tmp_path, sinks=["ndjson-test"], weights=False) as tracker:
+            model(torch.randn(8, 2))
+            tracker.end_epoch(loss=0.5)
+        assert (tmp_path / "records.ndjson").is_file()
+        assert not (tmp_path / "records.sqlite").exists()
+        assert load(tmp_path).query("statistic == 'loss'").value.tolist() == [0.5]
+    finally:
+        SINKS.remove("ndjson-test")
