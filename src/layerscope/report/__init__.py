@@ -7,8 +7,9 @@ Reads records and analysis results; writes only figures and HTML.
 - :mod:`~layerscope.report.html`: :func:`write_report`, one self-contained page per run;
 - :mod:`~layerscope.report.live`: :class:`ReportWriter`, a Tracker callback for a live report;
 - :mod:`~layerscope.report.index`: :func:`write_index` across runs;
-- :mod:`~layerscope.report.similarity`, :mod:`~layerscope.report.positions`: similarity
-  heatmaps and curves, position-probe heatmaps.
+- :mod:`~layerscope.report.sections`: the registry of sections that appear when their data
+  exists (:mod:`~layerscope.report.positions`: position-probe heatmaps);
+- :mod:`~layerscope.report.similarity`: similarity heatmaps and curves.
 """
 
 from layerscope.report.figures import (
@@ -23,11 +24,15 @@ from layerscope.report.html import layer_table, write_report
 from layerscope.report.index import run_summary, saturation_against_accuracy, write_index
 from layerscope.report.live import ReportRecords, ReportWriter
 from layerscope.report.positions import position_heatmaps
+from layerscope.report.sections import REPORT_SECTIONS, ReportSection, Section
 from layerscope.report.similarity import plot_similarity_matrix, plot_similarity_over_epochs
 
 __all__ = [
+    "REPORT_SECTIONS",
     "ReportRecords",
+    "ReportSection",
     "ReportWriter",
+    "Section",
     "figure_bytes",
     "intrinsic_dimension_by_layer",
     "layer_table",

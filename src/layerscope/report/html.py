@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerscope.probes.positions import load_position_maps
+import layerscope.report.positions  # noqa: F401 - registers its section
 from layerscope.report.figures import (
     intrinsic_dimension_by_layer,
     layer_order,
@@ -23,7 +23,7 @@ from layerscope.report.figures import (
     saturation_heatmap,
     save_figure,
 )
-from layerscope.report.positions import position_heatmaps
+from layerscope.report.sections import REPORT_SECTIONS, Section
 from layerscope.store.atomic import atomic_write_text
 from layerscope.store.folder import read_layers, read_run_info
 from layerscope.store.runs import load
@@ -86,13 +86,6 @@ def layer_table(df: pd.DataFrame, layers: Sequence[dict] | None = None) -> pd.Da
     return table
 
 
-def _position_figures(run_dir: Path) -> list:
-    """Heatmaps of position probes saved by ``layerscope probe --reduction pos8``."""
-    found = sorted((run_dir / "probes").glob("positions-*.json"))
-    return [(path.stem.replace("-", "_") + "_probes", position_heatmaps(load_position_maps(path)))
-            for path in found]  # fmt: skip
-
-
 def _format(value: object) -> str:
     if isinstance(value, float):
         if pd.isna(value):
@@ -122,6 +115,30 @@ def _scalars_table(df: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(name=names).pivot_table(
         index="epoch", columns="name", values="value", aggfunc="last"
     )
+
+
+def _images(run_dir: Path, figures: Sequence[tuple[str, object]]) -> str:
+    """Save each figure to ``figures/<name>.png`` and return the <img> tags embedding them."""
+    images = []
+    for name, figure in figures:
+        data = save_figure(figure, run_dir / "figures" / f"{name}.png")
+        images.append(f"<img alt='{name}' src='data:image/png;base64,"
+                      f"{base64.b64encode(data).decode()}'>")  # fmt: skip
+    return "".join(images)
+
+
+def _sections(run_dir: Path, df: pd.DataFrame) -> list[Section]:
+    """The registered sections with something to show, in their order."""
+    entries = sorted(
+        (REPORT_SECTIONS.get(n) for n in REPORT_SECTIONS.list()), key=lambda e: e.order
+    )
+    return [section for entry in entries if (section := entry(run_dir, df)) is not None]
+
+
+def _render(run_dir: Path, section: Section) -> str:
+    note = f"<p class='note'>{html.escape(section.note)}</p>" if section.note else ""
+    return (f"<h2>{html.escape(section.title)}</h2>{note}{section.html}"
+            f"{_images(run_dir, section.figures)}")  # fmt: skip
 
 
 def write_report(
@@ -158,12 +175,8 @@ def write_report(
         figures.append(("saturation_and_probes", saturation_and_probes(df)))
     figures += [(f"saturation_heatmap_{p}", saturation_heatmap(df, p)) for p in _output_phases(df)]
     figures.append(("intrinsic_dimension", intrinsic_dimension_by_layer(df, widths=widths)))
-    figures += _position_figures(run_dir)
-    images = []
-    for name, figure in figures:
-        data = save_figure(figure, run_dir / "figures" / f"{name}.png")
-        images.append(f"<img alt='{name}' src='data:image/png;base64,"
-                      f"{base64.b64encode(data).decode()}'>")  # fmt: skip
+    images = _images(run_dir, figures)
+    sections = "".join(_render(run_dir, section) for section in _sections(run_dir, df))
 
     run_info = read_run_info(run_dir)
     title = html.escape(str(run_info.get("run", run_dir.name)))
@@ -184,9 +197,10 @@ def write_report(
 the variance of its outputs over a whole phase (the intrinsic dimension divided by the layer's
 width). Low values mean the layer is wider than its data needs; a run of low values at the end of
 the network (a "tail pattern") marks layers that contribute little.{_PROBE_NOTE if has_probes else ""}</p>
-{"".join(images)}
+{images}
 <h2>Layers (latest epoch)</h2>
 {_html_table(layer_table(df, layers), "layer")}
+{sections}
 <p class="note">Written by layerscope. Records: <code>records.sqlite</code> in this folder
 (load with <code>layerscope.load(path)</code>).</p>
 </body></html>

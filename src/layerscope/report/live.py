@@ -20,6 +20,7 @@ import pandas as pd
 
 from layerscope.errors import OptionError
 from layerscope.report.html import write_report
+from layerscope.report.sections import history_statistics
 from layerscope.store.records import Record
 from layerscope.store.runs import find_stores, load, records_frame
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ReportRecords", "ReportWriter"]
 
-#: Per-layer statistics whose every epoch the report shows (layer x epoch heatmaps).
+#: Per-layer statistics whose every epoch the report shows (layer x epoch heatmaps); registered
+#: sections add theirs (:func:`~layerscope.report.sections.history_statistics`).
 HISTORY_STATISTICS = frozenset({"saturation"})
 
 
@@ -47,11 +49,12 @@ class ReportRecords:
     def __init__(self) -> None:
         self._latest: dict[tuple, Record] = {}
         self._history: dict[tuple, Record] = {}
+        self._kept = HISTORY_STATISTICS | history_statistics()
 
     def add(self, records: Iterable[Record]) -> None:
         for record in records:
             key = (record.run, record.phase, record.layer, record.statistic)
-            if record.layer is None or record.statistic in HISTORY_STATISTICS:
+            if record.layer is None or record.statistic in self._kept:
                 self._history[(*key, record.epoch)] = record
             else:
                 previous = self._latest.get(key)
@@ -108,7 +111,9 @@ class ReportWriter:
         folder = Path(folder)
         if self._records is None:
             self._records = ReportRecords()
-            stores = [s for s in find_stores(folder) if s.parent == folder] if folder.is_dir() else []
+            stores = (
+                [s for s in find_stores(folder) if s.parent == folder] if folder.is_dir() else []
+            )
             if stores:  # the store holds these records too, and a continued run's earlier ones
                 self._records.add_frame(load(stores[0]))
                 records = ()

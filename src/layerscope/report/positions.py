@@ -7,11 +7,13 @@ pos8`` saves them in ``probes/positions-<reduction>.json``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from layerscope.probes.positions import PositionMap
+from layerscope.probes.positions import PositionMap, load_position_maps
+from layerscope.report.sections import REPORT_SECTIONS, ReportSection, Section
 
 __all__ = ["position_heatmaps"]
 
@@ -58,3 +60,23 @@ def position_heatmaps(
     figure.colorbar(image, ax=grid.ravel().tolist(), label=label, shrink=0.8)
     figure.suptitle("Probes per feature-map position (rows x columns of the map)")
     return figure
+
+
+def _section(run_dir, df) -> Section | None:
+    """Heatmaps of position probes saved by ``layerscope probe --reduction pos8``."""
+    found = sorted((Path(run_dir) / "probes").glob("positions-*.json"))
+    if not found:
+        return None
+    figures = [(path.stem.replace("-", "_") + "_probes", position_heatmaps(load_position_maps(path)))
+               for path in found]  # fmt: skip
+    return Section(
+        "Probes per position",
+        figures,
+        note="Test accuracy of a probe trained on one feature-map position, relative to the "
+        "model's (dissertation 9.3, figure 54). Before the border layer the centre beats the "
+        "borders; from it on the positions become alike.",
+    )
+
+
+REPORT_SECTIONS.add("positions", ReportSection(_section, order=10,
+                                               description="position-probe heatmaps"))  # fmt: skip

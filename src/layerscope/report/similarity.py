@@ -21,10 +21,10 @@ from layerscope.similarity.measures import MEASURES
 __all__ = ["plot_similarity_matrix", "plot_similarity_over_epochs"]
 
 
-
 def _label(measure: str) -> str:
     """How figures name a measure (its registered label, else its name)."""
     return MEASURES.get(measure).label if measure in MEASURES else measure
+
 
 #: Show at most this many tick labels per axis; the rest are thinned evenly.
 MAX_TICK_LABELS = 40
@@ -85,9 +85,7 @@ def plot_similarity_matrix(
             colour = "black" if np.isfinite(value) and value > 0.6 else "white"
             axes.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
     axes.set_title(
-        title
-        or f"{_label(matrix.measure)} "
-        f"({matrix.num_samples} samples, {matrix.spatial})"
+        title or f"{_label(matrix.measure)} ({matrix.num_samples} samples, {matrix.spatial})"
     )
     if path is not None:
         save_figure(figure, path)
