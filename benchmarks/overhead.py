@@ -50,7 +50,7 @@ def measure(model_name: str, steps: int, rounds: int) -> dict[str, float]:
                 step()
                 results[name].append(median_step_seconds(step, steps))
                 continue
-            with Tracker(model, figures=False, weights=True, **options) as tracker:
+            with Tracker(model, weights=True, **options) as tracker:
                 step()  # warm-up: first-touch of the scratch buffers
                 results[name].append(median_step_seconds(step, steps))
                 start = time.perf_counter()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from layerscope.analysis.probe_solvers import LogisticProbe, probe_objective
+from layerscope.probes import LogisticProbe, probe_objective
 
 SOLVERS = ("saga", "sklearn-lbfgs", "lbfgs")
 LABELS = {"saga": "SAGA-100", "sklearn-lbfgs": "sklearn lbfgs", "lbfgs": "default"}
@@ -53,10 +53,9 @@ def synthetic(n_train: int, n_test: int, d: int, classes: int = 10, seed: int = 
 
 def vgg_layers(run: str | None, folder: str):
     """(train X, train y, test X, test y) of every layer of a digits VGG run."""
-    from layerscope.analysis.latents import LatentManifest, manifest_path
-    from layerscope.analysis.probes import probe_run
-    from layerscope.lab import load_config
+    from layerscope.lab import load_config, probe_run
     from layerscope.lab.trainer import train_run
+    from layerscope.probes import LatentManifest, manifest_path
 
     if run is None:
         cfg = load_config({"model": "vgg11", "width": 0.25, "dataset": "digits", "epochs": 3,

@@ -19,8 +19,7 @@ import time
 import torch
 from covariance import median_seconds  # benchmarks/ is on sys.path when run as a script
 
-from layerscope.analysis.complexity import count_flops
-from layerscope.analysis.receptive_field import receptive_field
+from layerscope.architecture import count_flops, receptive_field
 from layerscope.models import create_model
 
 

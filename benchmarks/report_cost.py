@@ -25,8 +25,16 @@ from layerscope.tracking import Tracker
 
 
 def model() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(8 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 4))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 16),
+        nn.ReLU(),
+        nn.Linear(16, 4),
+    )
 
 
 def main() -> None:
@@ -54,10 +62,12 @@ def main() -> None:
                 rebuilt[epoch] = time.perf_counter() - started
     early, late = live[1:6], live[-5:]
     spread = lambda xs: f"{min(xs) * 1000:.0f}-{max(xs) * 1000:.0f}"  # noqa: E731
-    print(f"epoch end with the live report: epochs 2-6 median {statistics.median(early) * 1000:.0f}"
-          f" ms (range {spread(early)}); epochs {args.epochs - 4}-{args.epochs} median "
-          f"{statistics.median(late) * 1000:.0f} ms (range {spread(late)}); ratio "
-          f"{statistics.median(late) / statistics.median(early):.2f}")
+    print(
+        f"epoch end with the live report: epochs 2-6 median {statistics.median(early) * 1000:.0f}"
+        f" ms (range {spread(early)}); epochs {args.epochs - 4}-{args.epochs} median "
+        f"{statistics.median(late) * 1000:.0f} ms (range {spread(late)}); ratio "
+        f"{statistics.median(late) / statistics.median(early):.2f}"
+    )
     for epoch, seconds in rebuilt.items():
         print(f"report rebuilt from the store at epoch {epoch}: {seconds * 1000:.0f} ms")
 

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from layerscope.analysis.similarity import MinibatchCKA, cca, cka, pwcca, svcca
+from layerscope.similarity import MinibatchCKA, cca, cka, pwcca, svcca
 
 
 def median_seconds(function, repeats: int) -> tuple[float, float]:
@@ -76,8 +76,8 @@ def main() -> None:
         "cca": lambda p: cca(x, y, precision=p),
         "svcca (99%)": lambda p: svcca(x, y, precision=p),
         "pwcca": lambda p: pwcca(x, y, precision=p),
-        "cka": lambda p: cka(x, y, precision=p),
-        "cka unbiased": lambda p: cka(x, y, unbiased=True, precision=p),
+        "cka biased": lambda p: cka(x, y, unbiased=False, precision=p),
+        "cka (unbiased)": lambda p: cka(x, y, precision=p),
         f"minibatch cka b={args.batch}": lambda p: minibatch_cka(x, y, p, args.batch),
     }
     if args.gram:

@@ -78,7 +78,9 @@ def __dir__() -> list[str]:
     return list(__all__)
 
 
-if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
+if (
+    _typing.TYPE_CHECKING
+):  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from layerscope.architecture import (
         ReceptiveField,
         advise,

@@ -58,8 +58,6 @@ __all__ = [
 _KINDS_SHOWN = {"window", "transposed", "resample", "global"}
 
 
-
-
 def _number(value: Fraction) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 

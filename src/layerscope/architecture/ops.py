@@ -15,7 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CONVOLUTIONS", "HANDLED_MODULES", "IGNORED_FUNCTIONS", "Op", "OpRecorder", "Trace", "normalize_name"]
+__all__ = [
+    "CONVOLUTIONS",
+    "HANDLED_MODULES",
+    "IGNORED_FUNCTIONS",
+    "Op",
+    "OpRecorder",
+    "Trace",
+    "normalize_name",
+]
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,6 @@ class Trace:
     num_axes: int
     tracer: str  # "fx" or "hooks"
     fallback_reason: str  # why fx was not used ("" when it was)
-
 
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -41,8 +41,6 @@ from layerscope.tracking.modes import evaluation_mode
 __all__ = ["example_input", "shape_run", "trace"]
 
 
-
-
 class _Interpreter(fx.Interpreter):
     def __init__(self, module: fx.GraphModule, recorder: OpRecorder) -> None:
         super().__init__(module)

@@ -30,6 +30,8 @@ def _measure_errors() -> tuple[type[BaseException], ...]:
     import torch
 
     return (LayerscopeError, ArithmeticError, torch.linalg.LinAlgError)
+
+
 #: Options that only mean something when comparing two runs.
 _RUN_OPTIONS = ("split", "max_batches", "batch_size", "device", "out")
 

@@ -86,7 +86,6 @@ __all__ = [
 ]
 
 
-
 def _positive(value) -> bool:
     return value > 0
 
@@ -293,7 +292,6 @@ def run_dir(config: RunConfig) -> Path:
         / str(config.resolution)
         / config.run_id
     )
-
 
 
 def describe_runs(configs: Sequence[RunConfig]) -> str:

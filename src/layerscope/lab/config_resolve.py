@@ -25,7 +25,14 @@ from layerscope.stats.spectrum import get_statistic
 from layerscope.store.sinks import SINKS
 from layerscope.tracking.options import TrackerOptions
 
-__all__ = ["TECHNICAL_KEYS", "format_width", "plain", "resolve", "resolve_device", "technical_paths"]
+__all__ = [
+    "TECHNICAL_KEYS",
+    "format_width",
+    "plain",
+    "resolve",
+    "resolve_device",
+    "technical_paths",
+]
 
 #: Top-level keys that do not change what a run computes: left out of the default run id's hash.
 TECHNICAL_KEYS = ("logs_dir", "device", "num_workers", "probes", "run_id")
@@ -192,7 +199,6 @@ def plain(obj):
     return obj
 
 
-
 def format_width(width: float) -> str:
     """A width factor as people write it: 0.25 -> "1/4", 1.0 -> "1", 0.75 -> "0.75".
 
@@ -204,7 +210,6 @@ def format_width(width: float) -> str:
     if float(fraction) == width and fraction.numerator == 1:
         return str(fraction)
     return f"{width:g}"
-
 
 
 def resolve_device(device: str = "auto"):

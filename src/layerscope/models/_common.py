@@ -26,7 +26,9 @@ def validate_width(width: object) -> float:
         )
     value = float(width)
     if not math.isfinite(value) or value <= 0:
-        raise OptionError(f"width must be a positive finite factor such as 1 or 0.25, got {width!r}")
+        raise OptionError(
+            f"width must be a positive finite factor such as 1 or 0.25, got {width!r}"
+        )
     return value
 
 

@@ -58,7 +58,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-
 @dataclass(frozen=True)
 class LatentFile:
     """One stored array: ``file`` (name in the folder), its ``shape``, size and SHA-256."""

@@ -86,7 +86,6 @@ class Reduction:
         return self.method == "pos"
 
 
-
 def position_grid(size: int, limit: int | None) -> list[int]:
     """At most ``limit`` indices out of ``size``: the centres of ``limit`` equal bins, so the
     grid is symmetric (border against centre is what figure 54 compares)."""

@@ -166,7 +166,6 @@ def probe_phase(reduction: str) -> str:
     return PROBE_PHASE if name == DEFAULT_REDUCTION else f"{PROBE_PHASE}-{name}"
 
 
-
 def write_probe_records(
     store: str | os.PathLike, results: ProbeResults, *, epoch: int, run: str | None = None
 ) -> int:

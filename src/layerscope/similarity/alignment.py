@@ -122,7 +122,6 @@ def cka(
     return value
 
 
-
 class MinibatchCKA(StreamingStatistic):
     """Linear CKA over a stream of minibatches, in memory that does not grow with the data.
 

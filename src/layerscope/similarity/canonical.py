@@ -95,7 +95,6 @@ class CCAResult:
         return self.similarity
 
 
-
 @dataclass
 class _Basis:
     """Thin SVD of a centred matrix above the rank threshold: X_c ~= q @ diag(s) @ vh."""

@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, eq=False)
 class SimilarityMatrix:
     """A layer x layer similarity matrix.
@@ -447,8 +446,14 @@ def similarity_over_epochs(
 
 
 def _layers_against_reference(
-    current: _Recorder, reference: _Recorder, loader, measure, unbiased, max_batches,
-    max_samples, options,
+    current: _Recorder,
+    reference: _Recorder,
+    loader,
+    measure,
+    unbiased,
+    max_batches,
+    max_samples,
+    options,
 ) -> tuple[list[float], int]:
     """Layer l of ``current`` against layer l of ``reference``, for every l, over ``loader``."""
     names = reference.names

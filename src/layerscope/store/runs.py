@@ -97,9 +97,7 @@ def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame
     stores = [store for path in paths for store in find_stores(path)]
     if not stores:
         names = ", ".join(f.file_name for f in store_formats())
-        raise RunFolderError(
-            f"no layerscope store ({names}) under {', '.join(map(str, paths))}"
-        )
+        raise RunFolderError(f"no layerscope store ({names}) under {', '.join(map(str, paths))}")
     frames = [_format_of(store).reader(store) for store in stores]
     frames = [f for f in frames if not f.empty]
     if not frames:

@@ -52,9 +52,7 @@ class ClosedMixin:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise OptionError(
-                f"{type(self).__name__} is closed; create a new sink to write again"
-            )
+            raise OptionError(f"{type(self).__name__} is closed; create a new sink to write again")
 
 
 class MemorySink(ClosedMixin):

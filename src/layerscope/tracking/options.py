@@ -132,9 +132,7 @@ class TrackerOptions:
                 )
             test = f.metadata.get("test")
             if test is not None and value is not None and not test(value):
-                raise OptionError(
-                    f"Tracker option {f.name}={value!r} must be {f.metadata['rule']}"
-                )
+                raise OptionError(f"Tracker option {f.name}={value!r} must be {f.metadata['rule']}")
         check_recordable(self.statistics)
         for spec in self.sinks or ():
             if isinstance(spec, str):

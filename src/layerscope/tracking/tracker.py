@@ -70,6 +70,7 @@ from layerscope.tracking.weights import WeightSnapshots
 
 __all__ = ["Tracker"]
 
+
 class Tracker:
     """Record per-layer statistics of a model's outputs during training and evaluation.
 
@@ -119,7 +120,9 @@ class Tracker:
         if not isinstance(model, nn.Module):
             raise OptionTypeError(f"Tracker needs a torch.nn.Module, got {type(model).__name__}")
         self.options = TrackerOptions.create(options, **option_values)
-        self._clock = PhaseClock(start_epoch, self.options.every_n_batches, self.options.max_batches)
+        self._clock = PhaseClock(
+            start_epoch, self.options.every_n_batches, self.options.max_batches
+        )
         self.model = model
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run = run or (self.run_dir.name if self.run_dir is not None else "run")
