@@ -42,6 +42,7 @@ __all__ = [
     "OptionTypeError",
     "PhaseError",
     "ProbeSettingsError",
+    "ProjectionError",
     "ReceptiveFieldError",
     "RunFolderError",
     "SimilarityInputError",
@@ -175,6 +176,11 @@ class LatentsError(LayerscopeError, ValueError):
 
 class ProbeSettingsError(LayerscopeError, ValueError):
     """A probe option or input that cannot work (bad C, too few classes, shape mismatch)."""
+
+
+class ProjectionError(LayerscopeError, ValueError):
+    """A PCA layer or projected network that cannot project: no samples seen yet, a layer the
+    model never called, a loader that yields nothing, or sweeps that cannot be compared."""
 
 
 # --------------------------------------------------------------------------- warnings
