@@ -8,7 +8,8 @@ Reads records and analysis results; writes only figures and HTML.
 - :mod:`~layerscope.report.live`: :class:`ReportWriter`, a Tracker callback for a live report;
 - :mod:`~layerscope.report.index`: :func:`write_index` across runs;
 - :mod:`~layerscope.report.sections`: the registry of sections that appear when their data
-  exists (:mod:`~layerscope.report.positions`: position-probe heatmaps);
+  exists (:mod:`~layerscope.report.positions`: position-probe heatmaps;
+  :mod:`~layerscope.report.projection`: delta sweeps of projected networks);
 - :mod:`~layerscope.report.similarity`: similarity heatmaps and curves.
 """
 
@@ -24,6 +25,11 @@ from layerscope.report.html import layer_table, write_report
 from layerscope.report.index import run_summary, saturation_against_accuracy, write_index
 from layerscope.report.live import ReportRecords, ReportWriter
 from layerscope.report.positions import position_heatmaps
+from layerscope.report.projection import (
+    projection_dimensions,
+    projection_relative,
+    projection_summary,
+)
 from layerscope.report.sections import REPORT_SECTIONS, ReportSection, Section
 from layerscope.report.similarity import plot_similarity_matrix, plot_similarity_over_epochs
 
@@ -39,6 +45,9 @@ __all__ = [
     "plot_similarity_matrix",
     "plot_similarity_over_epochs",
     "position_heatmaps",
+    "projection_dimensions",
+    "projection_relative",
+    "projection_summary",
     "run_summary",
     "saturation_against_accuracy",
     "saturation_and_probes",

@@ -23,7 +23,7 @@ from layerscope.report.figures import (
     saturation_heatmap,
     save_figure,
 )
-from layerscope.report.sections import REPORT_SECTIONS, Section
+from layerscope.report.sections import REPORT_SECTIONS, Section, section_phases
 from layerscope.store.atomic import atomic_write_text
 from layerscope.store.folder import read_layers, read_run_info
 from layerscope.store.runs import load
@@ -108,7 +108,7 @@ def _html_table(frame: pd.DataFrame, index_name: str) -> str:
 
 
 def _scalars_table(df: pd.DataFrame) -> pd.DataFrame:
-    rows = df[df.layer.isna()]
+    rows = df[df.layer.isna() & ~df.phase.isin(section_phases())]  # sections show their own
     if rows.empty:
         return pd.DataFrame()
     names = rows.statistic.where(rows.phase == "epoch", rows.statistic + " (" + rows.phase + ")")

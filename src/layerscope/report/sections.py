@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 from layerscope.registry import Registry
 
-__all__ = ["REPORT_SECTIONS", "ReportSection", "Section", "history_statistics"]
+__all__ = ["REPORT_SECTIONS", "ReportSection", "Section", "history_statistics", "section_phases"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,14 @@ class Section:
 
 @dataclass(frozen=True)
 class ReportSection:
-    """A registered section: ``build(run_dir, df)``, its ``order`` and its ``history``."""
+    """A registered section: ``build(run_dir, df)``, its ``order``, its ``history`` and the
+    ``phases`` whose model-level records it shows itself (left out of the per-epoch table)."""
 
     build: Callable[[str | os.PathLike, pd.DataFrame], Section | None]
     order: int = 50
     history: frozenset[str] = frozenset()
     description: str = ""
+    phases: frozenset[str] = frozenset()
 
     def __call__(self, run_dir, df) -> Section | None:
         return self.build(run_dir, df)
@@ -64,4 +66,12 @@ def history_statistics() -> frozenset[str]:
     found: set[str] = set()
     for name in REPORT_SECTIONS.list():
         found |= REPORT_SECTIONS.get(name).history
+    return frozenset(found)
+
+
+def section_phases() -> frozenset[str]:
+    """Phases whose records some registered section shows itself."""
+    found: set[str] = set()
+    for name in REPORT_SECTIONS.list():
+        found |= REPORT_SECTIONS.get(name).phases
     return frozenset(found)
