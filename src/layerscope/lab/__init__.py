@@ -7,7 +7,8 @@
   :mod:`~layerscope.lab.optimizers` and :mod:`~layerscope.lab.metrics` (registered on import);
 - run folders: :mod:`~layerscope.lab.runs` (config, checkpoint, model of a run),
   :mod:`~layerscope.lab.probing` (:func:`probe_run`), :mod:`~layerscope.lab.compare`
-  (:func:`compare_runs`);
+  (:func:`compare_runs`), :mod:`~layerscope.lab.projecting` (:func:`project_run`,
+  :func:`project_runs`);
 - :mod:`~layerscope.lab.experiment`: train -> model size -> probes -> report, for every run of
   a config (:func:`run_experiment`).
 """
@@ -18,6 +19,7 @@ from layerscope.lab.config import RunConfig, describe_runs, load_config, run_dir
 from layerscope.lab.experiment import record_model_size, resume_run, run_experiment, run_one
 from layerscope.lab.optimizers import step_schedule
 from layerscope.lab.probing import probe_run
+from layerscope.lab.projecting import project_run, project_runs
 from layerscope.lab.runs import (
     load_run_model,
     read_run_config,
@@ -43,6 +45,8 @@ __all__ = [
     "metrics",
     "optimizers",
     "probe_run",
+    "project_run",
+    "project_runs",
     "read_run_config",
     "record_model_size",
     "resume_run",
