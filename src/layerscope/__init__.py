@@ -10,6 +10,7 @@ from the floors below it:
 - :mod:`layerscope.similarity`: CCA, SVCCA, PWCCA and CKA, layer by layer.
 - :mod:`layerscope.probes`: latent extraction and logistic-regression probes.
 - :mod:`layerscope.architecture`: receptive fields, border layers, FLOPs, advice, truncation.
+- :mod:`layerscope.projection`: PCA layers, projected networks, delta sweeps, relevant eigenspace.
 - :mod:`layerscope.report`: figures and HTML reports.
 - :mod:`layerscope.lab`: experiment configs, the trainer, run folders and their workflows.
 - :mod:`layerscope.models`, :mod:`layerscope.datasets`: the model zoo and the data.
@@ -27,7 +28,9 @@ from importlib import metadata as _metadata
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "ConvPCA": "layerscope.projection",
     "LayerInfo": "layerscope.tracking",
+    "LinearPCA": "layerscope.projection",
     "LogisticProbe": "layerscope.probes",
     "ProbeSettings": "layerscope.probes",
     "ReceptiveField": "layerscope.architecture",
@@ -49,6 +52,8 @@ _EXPORTS = {
     "load_dataset": "layerscope.datasets",
     "load_run_model": "layerscope.lab",
     "probe_run": "layerscope.lab",
+    "project": "layerscope.projection",
+    "project_run": "layerscope.lab",
     "receptive_field": "layerscope.architecture",
     "run_experiment": "layerscope.lab",
     "similarity_over_epochs": "layerscope.similarity",
@@ -95,10 +100,12 @@ if (
         load_config,
         load_run_model,
         probe_run,
+        project_run,
         run_experiment,
     )
     from layerscope.models import create_model, list_models
     from layerscope.probes import LogisticProbe, ProbeSettings, train_probes
+    from layerscope.projection import ConvPCA, LinearPCA, project
     from layerscope.report import write_report
     from layerscope.similarity import cka, layer_similarity, similarity_over_epochs
     from layerscope.stats import StreamingCovariance, compute_statistics

@@ -29,7 +29,7 @@ from layerscope.lab.runs import (
 )
 from layerscope.projection.records import PROJECTION_PHASE, sweep_records
 from layerscope.projection.relevance import RelevantEigenspace, relevant_eigenspace
-from layerscope.projection.sweep import layer_columns, sweep
+from layerscope.projection.sweeps import layer_columns, sweep
 from layerscope.report.figures import save_figure
 from layerscope.report.html import write_report
 from layerscope.report.projection import projection_dimensions, projection_relative

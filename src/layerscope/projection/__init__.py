@@ -6,7 +6,7 @@
   every recorded layer (:class:`ProjectedNetwork`), PCA or the random baseline;
 - :mod:`~layerscope.projection.evaluation`: :func:`evaluate` with accuracy, reconstruction MSE or
   any per-sample metric;
-- :mod:`~layerscope.projection.grids` and :mod:`~layerscope.projection.sweep`: :func:`sweep` over
+- :mod:`~layerscope.projection.grids` and :mod:`~layerscope.projection.sweeps`: :func:`sweep` over
   the delta grids of 7.3 and 7.4 (one eigendecomposition per layer for the whole sweep);
 - :mod:`~layerscope.projection.relevance`: :func:`relevant_eigenspace`, the paired t-test per
   delta over trained instances (7.4.1);
@@ -35,7 +35,7 @@ from layerscope.projection.relevance import (
     relevant_eigenspace,
     t_test,
 )
-from layerscope.projection.sweep import k_column, layer_columns, sweep, sweep_metric
+from layerscope.projection.sweeps import k_column, layer_columns, sweep, sweep_metric
 
 __all__ = [
     "BASELINES",

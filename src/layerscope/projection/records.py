@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from layerscope.errors import ProjectionError
-from layerscope.projection.sweep import k_column, layer_columns, sweep_metric
+from layerscope.projection.sweeps import k_column, layer_columns, sweep_metric
 from layerscope.store.records import Record
 
 __all__ = ["PROJECTION_PHASE", "read_sweep", "sweep_records"]

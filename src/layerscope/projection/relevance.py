@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from layerscope.errors import OptionError, ProjectionError
-from layerscope.projection.sweep import sweep_metric
+from layerscope.projection.sweeps import sweep_metric
 
 __all__ = ["RelevantEigenspace", "TTest", "paired_t_test", "relevant_eigenspace", "t_test"]
 

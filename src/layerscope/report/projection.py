@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from layerscope.projection.records import PROJECTION_PHASE, read_sweep
-from layerscope.projection.sweep import sweep_metric
+from layerscope.projection.sweeps import sweep_metric
 from layerscope.report.sections import REPORT_SECTIONS, ReportSection, Section
 
 __all__ = ["projection_dimensions", "projection_relative", "projection_summary"]
