@@ -221,3 +221,13 @@ def test_a_layer_without_variance_projects_to_its_mean():
     out = projected(x)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, model(x))  # the constant output is its own mean
+
+
+def test_moving_and_copying_a_projected_network_keeps_its_projection():
+    projected = project(cnn().eval(), batches(3), delta=0.8)
+    x = batches(1, seed=2)[0][0]
+    expected = projected(x)
+    torch.testing.assert_close(copy.deepcopy(projected)(x), expected)
+    torch.testing.assert_close(projected.to("cpu")(x), expected)
+    doubled = copy.deepcopy(projected).double()
+    torch.testing.assert_close(doubled(x.double()).float(), expected, atol=1e-4, rtol=1e-4)

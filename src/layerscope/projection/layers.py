@@ -236,7 +236,7 @@ class _PCALayer(nn.Module):
             return x
         if not self._fitted or self._decomposed_at != self._updates:
             self.decompose()  # the first evaluation pass after training batches
-        return self._apply(x, *self._cached_operator(x))
+        return self._project(x, *self._cached_operator(x))
 
     def _cached_operator(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         key = (self._delta, self._baseline, self._seed, self._decomposed_at, x.dtype, x.device)
@@ -246,7 +246,7 @@ class _PCALayer(nn.Module):
             self._operator = (key, matrix.to(x.device, x.dtype), bias)
         return self._operator[1], self._operator[2]
 
-    def _apply(self, x, matrix, bias) -> torch.Tensor:  # pragma: no cover - abstract
+    def _project(self, x, matrix, bias) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _check_width(self, x: torch.Tensor) -> None:
@@ -305,7 +305,7 @@ class LinearPCA(_PCALayer):
 
     feature_dim = -1
 
-    def _apply(self, x, matrix, bias) -> torch.Tensor:
+    def _project(self, x, matrix, bias) -> torch.Tensor:
         self._check_width(x)
         return F.linear(x, matrix, bias)  # x P^T P (+ bias); P^T P is symmetric
 
@@ -339,7 +339,7 @@ class ConvPCA(_PCALayer):
     ) -> None:
         super().__init__(channels, delta, centered=centered, max_features=max_features, name=name)
 
-    def _apply(self, x, matrix, bias) -> torch.Tensor:
+    def _project(self, x, matrix, bias) -> torch.Tensor:
         self._check_width(x)
         spatial = x.dim() - 2
         if spatial == 0:

@@ -124,7 +124,7 @@ class ProjectedNetwork(nn.Module):
         self.projections = nn.ModuleList(
             self._pca_layer(name, module, delta, centered, max_features)
             for name, module in selected
-        )
+        ).to(model_device(self.model))  # fitted state beside the weights (e.g. on the GPU)
         self._modules_by_name = dict(selected)
         self.layers_: list[LayerInfo] = []
         self.set_baseline(baseline, seed)
