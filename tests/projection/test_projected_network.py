@@ -148,8 +148,9 @@ def test_projected_network_saves_and_loads_with_state_dict():
     fresh.load_state_dict(torch.load(buffer, weights_only=False))
     fresh.eval()
     torch.testing.assert_close(fresh(x), expected)
-    assert fresh.delta == 0.8 and fresh.baseline == "random"
-    assert {k: fresh.k_[k] for k in projected.k_} == projected.k_
+    assert fresh.delta == 0.8 and fresh.baseline == "random" and fresh.seed == 1
+    assert fresh.k_ == projected.k_ and list(fresh.k_) == list(projected.k_)
+    assert fresh.layers_ == projected.layers_
 
 
 def test_no_hook_outlives_a_forward_pass_also_after_an_error():

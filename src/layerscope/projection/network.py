@@ -265,6 +265,15 @@ class ProjectedNetwork(nn.Module):
 
         return hook
 
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"seed": self._seed, "order": [info.name for info in self.layers_]}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._seed = int(state["seed"])
+        order = [name for name in state["order"] if name in self._modules_by_name]
+        widths = {layer.name: layer.num_features for layer in self.projections}
+        self.layers_ = describe_layers([(n, self._modules_by_name[n]) for n in order], widths)
+
     def extra_repr(self) -> str:
         return f"layers={len(self.projections)}, delta={self.delta}, baseline={self.baseline!r}"
 
