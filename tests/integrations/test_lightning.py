@@ -244,7 +244,7 @@ def test_pytorch_lightning_trainer(digits):
 def test_missing_lightning_names_the_extra(monkeypatch):
     for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setattr(sys.modules["layerscope.integrations.lightning"], "_CLASSES", {})
+    monkeypatch.setattr(sys.modules["layerscope.integrations.frameworks"], "_JOINED", {})
     with pytest.raises(MissingDependencyError, match=r"pip install 'layerscope\[lightning\]'"):
         LayerscopeCallback()
 

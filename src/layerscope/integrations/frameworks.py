@@ -18,7 +18,7 @@ from types import ModuleType
 
 from layerscope.errors import MissingDependencyError
 
-__all__ = ["imported", "require"]
+__all__ = ["imported", "joined_class", "require"]
 
 
 def require(module: str, *, extra: str, what: str) -> ModuleType:
@@ -41,3 +41,35 @@ def imported(module: str) -> ModuleType | None:
         (True, None)
     """
     return sys.modules.get(module)
+
+
+_JOINED: dict[tuple[type, ...], type] = {}
+
+
+def joined_class(cls: type, bases: tuple[type, ...]) -> type:
+    """A subclass of ``cls`` and of the framework's ``bases`` (made once, then reused).
+
+    The callbacks are defined without their framework, so that importing them imports none;
+    ``cls.__new__`` swaps in this class when an instance is made. It is set on ``cls``'s module
+    under its own name, so that pickle (Lightning's ``ddp_spawn``) finds it.
+
+    Example:
+        >>> class Base: ...
+        >>> class Callback: ...
+        >>> joined = joined_class(Callback, (Base,))
+        >>> issubclass(joined, Callback) and issubclass(joined, Base), joined.__name__
+        (True, 'Callback_Base')
+    """
+    key = (cls, *bases)
+    joined = _JOINED.get(key)
+    if joined is None:
+        name = "_".join([cls.__name__, *(base.__module__.split(".")[0] for base in bases)])
+        if any(base.__module__.split(".")[0] == cls.__module__.split(".")[0] for base in bases):
+            name = "_".join([cls.__name__, *(base.__name__ for base in bases)])
+        joined = type(name, (cls, *bases), {"__module__": cls.__module__})
+        joined.__qualname__ = name
+        module = sys.modules.get(cls.__module__)
+        if module is not None:
+            setattr(module, name, joined)
+        _JOINED[key] = joined
+    return joined

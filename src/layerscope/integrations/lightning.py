@@ -28,7 +28,6 @@ only rank 0 writes.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from layerscope.errors import MissingDependencyError
-from layerscope.integrations.frameworks import imported, require
+from layerscope.integrations.frameworks import imported, joined_class, require
 from layerscope.integrations.recorder import EpochRecorder, scalar_values
 from layerscope.store.runs import records_frame
 from layerscope.tracking.extensions import TrackerCallback
@@ -59,21 +58,6 @@ def _callback_bases() -> tuple[type, ...]:
         return (require("lightning.pytorch", extra="lightning", what=what).Callback,)
     except MissingDependencyError:
         return (require("pytorch_lightning", extra="lightning", what=what).Callback,)
-
-
-_CLASSES: dict[tuple[type, ...], type] = {}
-
-
-def _concrete_class(bases: tuple[type, ...]) -> type:
-    """``LayerscopeCallback`` joined with the frameworks' ``Callback`` bases, made once."""
-    cls = _CLASSES.get(bases)
-    if cls is None:
-        name = "LayerscopeCallback_" + "_".join(b.__module__.split(".")[0] for b in bases)
-        cls = type(name, (LayerscopeCallback, *bases), {"__module__": __name__})
-        cls.__qualname__ = name
-        setattr(sys.modules[__name__], name, cls)  # so that pickle finds it (ddp_spawn)
-        _CLASSES[bases] = cls
-    return cls
 
 
 def _restore(state: dict[str, Any]) -> LayerscopeCallback:
@@ -107,7 +91,7 @@ class LayerscopeCallback:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> LayerscopeCallback:
         if cls is LayerscopeCallback:
-            cls = _concrete_class(_callback_bases())
+            cls = joined_class(LayerscopeCallback, _callback_bases())
         return object.__new__(cls)
 
     def __init__(
