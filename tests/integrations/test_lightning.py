@@ -72,8 +72,9 @@ class Witness(L.Callback):
 
 
 def make_trainer(framework, callbacks, **kwargs):
+    kwargs = {"devices": 1, **kwargs}
     return framework.Trainer(
-        max_epochs=2, callbacks=callbacks, accelerator="cpu", devices=1, logger=False,
+        max_epochs=2, callbacks=callbacks, accelerator="cpu", logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         **kwargs,
     )  # fmt: skip

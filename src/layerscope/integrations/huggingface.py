@@ -119,15 +119,13 @@ class LayerscopeCallback:
                 f"torch.nn.Module; it records PyTorch models only"
             )
         self.close()
-        writes = bool(getattr(state, "is_world_process_zero", True))
-        options = self.options if writes else TrackerOptions.create(self.options, sinks=())
         self._epoch, self._logged = None, len(state.log_history)
         self.recorder = EpochRecorder(
             model,
-            self.run_dir if writes else None,
+            self.run_dir,
             run=self.run or (self.run_dir.name if self.run_dir is not None else None),
-            options=options,
-            callbacks=self.callbacks if writes else (),
+            options=self.options,
+            callbacks=self.callbacks,
             start_epoch=epoch_of_log(state.epoch),
             metadata={"framework": "transformers", **self.metadata},
         )

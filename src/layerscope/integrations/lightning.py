@@ -121,14 +121,13 @@ class LayerscopeCallback:
     def _start(self, trainer: Any, module: Any, *, weights: bool) -> None:
         if self.recorder is not None:
             self._finish()
-        writes = getattr(trainer, "is_global_zero", True)
         options = TrackerOptions.create(self.options, weights=weights and self.options.weights)
         self.recorder = EpochRecorder(
             module,
-            self.run_dir if writes else None,
+            self.run_dir,
             run=self.run or (self.run_dir.name if self.run_dir is not None else None),
-            options=options if writes else TrackerOptions.create(options, sinks=()),
-            callbacks=self.callbacks if writes else (),
+            options=options,
+            callbacks=self.callbacks,
             start_epoch=trainer.current_epoch,
             metadata={"framework": "lightning", **self.metadata},
         )

@@ -12,6 +12,11 @@ on the same model, writing into the same sinks:
 - ``evaluation``: the evaluation phases (``"eval"``, ``"test"``); every evaluation in an epoch
   feeds that epoch's statistics, as every training batch does.
 
+Under ``torch.distributed`` (a process group initialised, as Lightning's ``ddp`` strategies and
+``torchrun`` do) both trackers merge the ranks' statistics at every epoch end and only rank 0
+writes (:mod:`layerscope.tracking.distributed`); every rank must then end the same epochs,
+which the framework's hooks, called on every rank, do.
+
 Nothing is recorded outside a *window* opened by :meth:`EpochRecorder.record` (a phase and the
 0-based epoch it belongs to): forward passes of a sanity check, a model summary or the user's
 own code are not. Both trackers are paused otherwise.
@@ -46,15 +51,23 @@ import pandas as pd
 import torch
 from torch import nn
 
+from layerscope.errors import PhaseError
 from layerscope.store.records import Record
 from layerscope.store.runs import records_frame
 from layerscope.store.sinks import close_all, make_sink
+from layerscope.tracking.distributed import any_rank, is_writer, world
 from layerscope.tracking.extensions import TrackerCallback
 from layerscope.tracking.options import TrackerOptions
 from layerscope.tracking.phases import TRAIN
 from layerscope.tracking.tracker import Tracker
 
 __all__ = ["EpochRecorder", "scalar_values"]
+
+
+def _pending(tracker: Tracker) -> bool:
+    """Whether ``tracker`` recorded anything since its last ``end_epoch()`` (a running or
+    written phase): its phase clock knows; ``end_epoch()`` with nothing pending is an error."""
+    return tracker._clock.pending
 
 
 class _Collect:
@@ -97,12 +110,14 @@ class EpochRecorder:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         options = options if options is not None else TrackerOptions()
+        self._world = world(None)  # merged over the ranks when a process group exists
+        self.writer = is_writer(self._world)  # rank 0 alone writes
         names = options.sinks
         if names is None:
             names = ("sqlite",) if run_dir is not None else ()
-        if run_dir is not None:
+        if run_dir is not None and self.writer:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self._sinks = [make_sink(spec, run_dir) for spec in names]
+        self._sinks = [make_sink(spec, run_dir) for spec in names] if self.writer else []
         shared = dataclasses.replace(options, sinks=tuple(self._sinks))
         self._callbacks = list(callbacks)
         self._collected = _Collect()
@@ -152,7 +167,13 @@ class EpochRecorder:
         self.pause()
         tracker = self.training if phase == TRAIN else self.evaluation
         if tracker.epoch != epoch:
-            if tracker.pending:  # what it holds belongs to an earlier epoch: write it there
+            if _pending(tracker):  # what it holds belongs to an earlier epoch: write it there
+                if self._world is not None:  # ending it takes all ranks: refuse, don't hang
+                    raise PhaseError(
+                        f"{phase!r} batches of epoch {epoch} begin while those of epoch "
+                        f"{tracker.epoch} were not written: the framework's hooks came in an "
+                        f"order this callback does not know (please report it)"
+                    )
                 tracker.end_epoch()
             tracker.begin_epoch(epoch)
         self._window_stack.enter_context(tracker.phase(phase))
@@ -175,15 +196,16 @@ class EpochRecorder:
     def end_epoch(self, epoch: int, **scalars: float) -> None:
         """Write what both trackers hold for ``epoch`` and the epoch's ``scalars``; pause."""
         self.pause()
-        if self.evaluation.pending:
+        # Under torch.distributed every rank ends the same epochs (each end merges the ranks).
+        if any_rank(self._world, _pending(self.evaluation)):
             self.evaluation.end_epoch()
         training = self.training
-        if training.epoch != epoch and not training.pending:
+        if training.epoch != epoch and not _pending(training):
             training.begin_epoch(epoch)
-        if training.pending or scalars:
+        if any_rank(self._world, _pending(training) or bool(scalars)):
             training.end_epoch(**scalars)
         new, self._collected.records = self._collected.records, []
-        for callback in self._callbacks:
+        for callback in self._callbacks if self.writer else ():
             callback.on_epoch_end(training, new)
 
     def close(self) -> None:
@@ -191,7 +213,7 @@ class EpochRecorder:
         if self.closed:
             return
         self.pause()
-        if self.evaluation.pending or self.training.pending:
+        if any_rank(self._world, _pending(self.evaluation) or _pending(self.training)):
             self.end_epoch(max(self.training.epoch, self.evaluation.epoch))
         training = self.training
         try:
@@ -199,7 +221,7 @@ class EpochRecorder:
                 self._resume(tracker)
                 tracker.close()
             new, self._collected.records = self._collected.records, []
-            for callback in self._callbacks:
+            for callback in self._callbacks if self.writer else ():
                 callback.on_close(training, new)
         finally:
             self._records = training.records + self.evaluation.records

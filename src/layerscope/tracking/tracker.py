@@ -169,12 +169,6 @@ class Tracker:
         """The number of the epoch being recorded."""
         return self._clock.epoch
 
-    @property
-    def pending(self) -> bool:
-        """Whether anything was recorded since the last ``end_epoch()`` (a phase running or
-        written): framework callbacks end an epoch only when it holds something."""
-        return self._clock.pending
-
     # ------------------------------------------------------------------ setup
     def _open_sinks(self) -> None:
         sinks = self.options.sinks if self._writer else ()  # rank 0 alone writes
