@@ -14,6 +14,6 @@ and a missing one raises :class:`~layerscope.errors.MissingDependencyError` nami
 docs/integrations.md.
 """
 
-from layerscope.integrations.recorder import EpochRecorder, scalar_values
+from layerscope.integrations.recorder import EpochRecorder, numeric_scalars
 
-__all__ = ["EpochRecorder", "scalar_values"]
+__all__ = ["EpochRecorder", "numeric_scalars"]

@@ -40,7 +40,7 @@ import pandas as pd
 from torch import nn
 
 from layerscope.integrations.frameworks import joined_class, require
-from layerscope.integrations.recorder import EpochRecorder, scalar_values
+from layerscope.integrations.recorder import EpochRecorder, numeric_scalars
 from layerscope.store.runs import records_frame
 from layerscope.tracking.extensions import TrackerCallback
 from layerscope.tracking.options import TrackerOptions
@@ -151,7 +151,7 @@ class LayerscopeCallback:
         for entry in state.log_history[self._logged :]:
             if epoch_of_log(entry.get("epoch")) <= self._epoch:
                 values = {k: v for k, v in entry.items() if k not in ("epoch", "step")}
-                scalars.update(scalar_values(values))
+                scalars.update(numeric_scalars(values))
                 self._logged += 1
         self.recorder.end_epoch(self._epoch, **scalars)
         self._epoch = None

@@ -36,7 +36,7 @@ import pandas as pd
 
 from layerscope.errors import MissingDependencyError
 from layerscope.integrations.frameworks import imported, joined_class, require
-from layerscope.integrations.recorder import EpochRecorder, scalar_values
+from layerscope.integrations.recorder import EpochRecorder, numeric_scalars
 from layerscope.store.runs import records_frame
 from layerscope.tracking.extensions import TrackerCallback
 from layerscope.tracking.options import TrackerOptions
@@ -141,7 +141,7 @@ class LayerscopeCallback:
                 self._records.append(recorder.dataframe())
 
     def _end_epoch(self, trainer: Any) -> None:
-        self.recorder.end_epoch(trainer.current_epoch, **scalar_values(trainer.callback_metrics))
+        self.recorder.end_epoch(trainer.current_epoch, **numeric_scalars(trainer.callback_metrics))
 
     # ------------------------------------------------------------------ fit
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:

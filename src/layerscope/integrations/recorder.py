@@ -61,7 +61,7 @@ from layerscope.tracking.options import TrackerOptions
 from layerscope.tracking.phases import TRAIN
 from layerscope.tracking.tracker import Tracker
 
-__all__ = ["EpochRecorder", "scalar_values"]
+__all__ = ["EpochRecorder", "numeric_scalars"]
 
 
 def _pending(tracker: Tracker) -> bool:
@@ -254,13 +254,13 @@ class EpochRecorder:
         return records_frame(sorted(records, key=lambda r: r.epoch))
 
 
-def scalar_values(values: Mapping[str, Any]) -> dict[str, float]:
+def numeric_scalars(values: Mapping[str, Any]) -> dict[str, float]:
     """The finite numbers among ``values`` (numbers, one-element tensors), as floats.
 
     Frameworks log strings, lists and whole tensors beside the numbers; those are left out.
 
     Example:
-        >>> scalar_values({"loss": torch.tensor(0.5), "acc": 1, "name": "x", "v": torch.ones(3)})
+        >>> numeric_scalars({"loss": torch.tensor(0.5), "acc": 1, "name": "x", "v": torch.ones(3)})
         {'loss': 0.5, 'acc': 1.0}
     """
     out = {}
