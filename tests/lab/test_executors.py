@@ -159,3 +159,16 @@ def test_dry_run_catches_vanishing_feature_maps(tmp_path, capsys):
     with pytest.raises(ConfigError, match="raise `resolution`"):
         check_forward(load_config(path))
     assert not (tmp_path / "logs").exists()  # nothing started
+
+
+def test_validation_names_the_fix_for_fixed_size_models_and_unbuildable_ones():
+    base = {"model": "mlp", "dataset": "synthetic", "resolution": 8,
+            "dataset_kwargs": {"train_size": 16, "test_size": 16}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"model_kwargs = \{input_size = 8\}"):
+        check_forward(load_config(base))
+    check_forward(load_config({**base, "model_kwargs": {"input_size": 8}}))
+    swept = {**base, "model_kwargs": {"input_size": 8, "hidden": [3, 4]}}  # two runs, hidden=3
+    with pytest.raises(
+        ConfigError, match=r"run 1 of 2 .* cannot be built .*\{value = \[\.\.\.\]\}"
+    ):
+        check_forward(load_config(swept))

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ from layerscope.datasets import load_dataset
 from layerscope.errors import ConfigError
 from layerscope.lab.config import RunConfig, run_dir
 from layerscope.lab.trainer import build_model
+from layerscope.registry import MODELS
 
 __all__ = ["check_forward"]
 
@@ -49,7 +51,15 @@ def check_forward(configs: Sequence[RunConfig]) -> None:
         seen.add(key)
         data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
                             **cfg.dataset_kwargs)  # fmt: skip
-        model = build_model(cfg, data.num_classes, data.in_channels).eval()
+        try:
+            model = build_model(cfg, data.num_classes, data.in_channels).eval()
+        except Exception as error:
+            raise ConfigError(
+                f"run {index} of {len(configs)} ({run_dir(cfg).as_posix()}): model "
+                f"{cfg.model!r} cannot be built with model_kwargs={cfg.model_kwargs!r} "
+                f"({type(error).__name__}: {error}); a list in the config sweeps, "
+                f"{{value = [...]}} passes it as one value"
+            ) from error
         size = data.input_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         zeros = torch.zeros(2, data.in_channels, height, width)
@@ -61,8 +71,20 @@ def check_forward(configs: Sequence[RunConfig]) -> None:
             raise ConfigError(
                 f"run {index} of {len(configs)} ({run_dir(cfg).as_posix()}): model "
                 f"{cfg.model!r} fails on a zero batch of shape {tuple(zeros.shape)} at "
-                f"resolution={cfg.resolution} ({type(error).__name__}: {first}). Its feature "
-                f"maps probably vanish at this size: raise `resolution` in the config, or pick "
-                f"a model that keeps them (`layerscope rf {cfg.model} --input "
-                f"{cfg.resolution}` shows each layer's size)."
+                f"resolution={cfg.resolution} ({type(error).__name__}: {first}). {_hint(cfg)}"
             ) from error
+
+
+def _hint(cfg: RunConfig) -> str:
+    """The fix: a model built for one input size is told the size; else the maps vanish."""
+    takes = inspect.signature(MODELS.get(cfg.model)).parameters
+    if "input_size" in takes and "input_size" not in cfg.model_kwargs:
+        return (
+            f"The model is built for one input size: give it the data's, model_kwargs = "
+            f"{{input_size = {cfg.resolution}}}."
+        )
+    return (
+        f"Its feature maps probably vanish at this size: raise `resolution` in the config, or "
+        f"pick a model that keeps them (`layerscope rf {cfg.model} --input {cfg.resolution}` "
+        f"shows each layer's size)."
+    )
