@@ -172,3 +172,21 @@ def test_validation_names_the_fix_for_fixed_size_models_and_unbuildable_ones():
         ConfigError, match=r"run 1 of 2 .* cannot be built .*\{value = \[\.\.\.\]\}"
     ):
         check_forward(load_config(swept))
+
+
+@pytest.mark.slow
+def test_dask_existing_scheduler_by_address(tmp_path, capsys):
+    from distributed import LocalCluster
+
+    config = grid(tmp_path, "logs", tmp_path / "no-marker")
+    config["model_kwargs"]["role"] = "ok"
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(config))
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:  # fmt: skip
+        code = main(["run", str(path), "--executor", "dask", "--address",
+                     cluster.scheduler_address, "--threads", "1", "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "1 finished, 0 failed, 0 skipped"
+    (folder,) = [run_dir(cfg) for cfg in load_config(config)]
+    assert read_status(folder)["status"] == "finished" and (folder / "done.json").is_file()
