@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rewrite its report (saturation beside probe accuracy). Finished probes are cached: a "
         "rerun, also after a crash, trains only what is missing.",
     )
-    parser.add_argument("run_dir", help="the run folder (holds config.json and checkpoints/)")
+    parser.add_argument(
+        "run_dir", nargs="+", help="run folders (each holds config.json and checkpoints/)"
+    )
     parser.add_argument(
         "--reduction",
         action="append",
@@ -38,8 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--layers", nargs="+", metavar="PATTERN", help="only these layers (fnmatch patterns)"
     )
     parser.add_argument(
-        "-j", "--jobs", type=int, help="parallel worker processes (1; -1: one per CPU)"
+        "-j",
+        "--jobs",
+        type=int,
+        help="local executor: processes per run, one probe per layer (1; -1: one per CPU); "
+        "other executors: runs probed at once",
     )
+    parser.add_argument(
+        "--executor",
+        help="where the runs are probed, one job per run: local (default), processes, dask, ray",
+    )
+    parser.add_argument("--address", help="an existing dask/ray scheduler (default: a local one)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: the run's config)")
     parser.add_argument(
         "--threads",
@@ -63,6 +74,23 @@ def _percent(value) -> str:
     )
 
 
+def _probe_many(args: argparse.Namespace, settings) -> int:
+    """One job per run folder on the chosen executor; a summary table; 1 if any failed."""
+    from layerscope.lab.grid import probe_runs, summary_table
+
+    local = args.executor in (None, "local") and not args.address
+    flags = {"name": args.executor, "address": args.address, "jobs": None if local else args.jobs,
+             "threads": args.threads if not local else None}  # fmt: skip
+    results = probe_runs(
+        args.run_dir, executor=None, flags=flags, progress=not args.no_progress,
+        reductions=args.reduction or ["avg4"], settings=settings, layers=args.layers,
+        n_jobs=args.jobs if local else None, device=args.device, batch_size=args.batch_size,
+        latents_dir=args.latents, force=args.force, report=not args.no_report,
+    )  # fmt: skip
+    print(summary_table(results))
+    return 1 if any(result.status == "failed" for result in results) else 0
+
+
 def run(args: argparse.Namespace) -> int:
     from layerscope.lab.probing import probe_run
     from layerscope.probes import ProbeSettings, limit_threads
@@ -76,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         max_iter=args.max_iter,
         standardize=not args.no_standardize,
     )
+    if len(args.run_dir) > 1 or args.executor not in (None, "local") or args.address:
+        return _probe_many(args, settings)
     found = probe_run(
-        args.run_dir,
+        args.run_dir[0],
         reductions=args.reduction or ["avg4"],
         settings=settings,
         layers=args.layers,

@@ -9,14 +9,17 @@
   :mod:`~layerscope.lab.probing` (:func:`probe_run`), :mod:`~layerscope.lab.compare`
   (:func:`compare_runs`), :mod:`~layerscope.lab.projecting` (:func:`project_run`,
   :func:`project_runs`);
-- :mod:`~layerscope.lab.experiment`: train -> model size -> probes -> report, for every run of
-  a config (:func:`run_experiment`).
+- :mod:`~layerscope.lab.experiment`: train -> model size -> probes -> report for one run;
+  :mod:`~layerscope.lab.grid`: every run of a config (:func:`run_experiment`) or the probes of
+  many run folders on an executor (:mod:`~layerscope.lab.executors`, :mod:`~layerscope.lab.jobs`),
+  after :mod:`~layerscope.lab.preflight` checks.
 """
 
 from layerscope.lab import metrics, optimizers
 from layerscope.lab.compare import RunPair, compare_runs
 from layerscope.lab.config import RunConfig, describe_runs, load_config, run_dir
-from layerscope.lab.experiment import record_model_size, resume_run, run_experiment, run_one
+from layerscope.lab.experiment import record_model_size, resume_run, run_one
+from layerscope.lab.grid import run_experiment
 from layerscope.lab.optimizers import step_schedule
 from layerscope.lab.probing import probe_run
 from layerscope.lab.projecting import project_run, project_runs

@@ -73,6 +73,7 @@ from layerscope.lab.config_resolve import (
 from layerscope.tracking.options import TrackerOptions, rule
 
 __all__ = [
+    "GRID_KEYS",
     "OptimizerConfig",
     "RunConfig",
     "TrackerOptions",
@@ -107,6 +108,10 @@ def _parse_width(value):
 def _int_to_str(value):
     """run_id = 3 names the folder "3"."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: Keys of the whole grid, not of a run: read by :mod:`layerscope.lab.grid`, never expanded.
+GRID_KEYS = ("executor",)
 
 
 # --------------------------------------------------------------------------- the schema
@@ -250,6 +255,8 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
     if isinstance(config, (str, PathLike)):
         source = str(config)
         config = read_config_file(config)
+    if isinstance(config, Mapping):
+        config = {key: value for key, value in config.items() if key not in GRID_KEYS}
     raw_runs = expand_mapping(config, Context(RunConfig, source))
     swept = _swept_keys(raw_runs)
     runs = []

@@ -6,21 +6,20 @@ live report) -> model size (parameters, MACs and FLOPs as records of phase ``"ru
 training, the model size replaces its earlier records, probes reuse their cache, the report is
 rewritten. So rerunning the same command after a crash continues where it stopped.
 
-Runs execute locally in sequence.
+A config's grid of runs goes through an executor (:func:`layerscope.lab.grid.run_experiment`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from layerscope.architecture.complexity import count_flops, count_parameters
 from layerscope.datasets import load_dataset
-from layerscope.lab.config import RunConfig, load_config
+from layerscope.lab.config import RunConfig
 from layerscope.lab.probing import probe_run
 from layerscope.lab.runs import read_run_config
 from layerscope.lab.trainer import DONE_FILE, RunResult, build_model, train_run
@@ -28,7 +27,7 @@ from layerscope.report.html import write_report
 from layerscope.store.records import make_records
 from layerscope.store.sqlite import SQLiteSink
 
-__all__ = ["record_model_size", "resume_run", "run_experiment", "run_one"]
+__all__ = ["record_model_size", "resume_run", "run_one"]
 
 #: Phase of the model-size records.
 RUN_PHASE = "run"
@@ -91,28 +90,6 @@ def _data_shape(run_dir: Path, cfg: RunConfig) -> dict:
                         **cfg.dataset_kwargs)  # fmt: skip
     return {"num_classes": data.num_classes, "in_channels": data.in_channels,
             "input_size": data.input_size}  # fmt: skip
-
-
-def run_experiment(
-    config: str | os.PathLike | dict | Sequence[RunConfig], *, progress: bool = True
-) -> list[RunResult]:
-    """Every run of ``config`` (a path, a mapping, or configs from ``load_config``), one by one.
-
-    Example (not run here: it trains):
-        results = run_experiment("examples/vgg_width_sweep.toml")
-    """
-    if isinstance(config, (str, os.PathLike, dict)):
-        configs = load_config(config)
-    else:
-        configs = list(config)
-    results = []
-    for index, cfg in enumerate(configs, start=1):
-        result = run_one(cfg, position=(index, len(configs)), progress=progress)
-        if progress and result.status == "skipped":
-            print(f"run {index}/{len(configs)}: {result.run_dir} is finished; skipped",
-                  file=sys.stderr)  # fmt: skip
-        results.append(result)
-    return results
 
 
 def resume_run(folder: str | os.PathLike, *, progress: bool = True) -> RunResult:
