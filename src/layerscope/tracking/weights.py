@@ -5,9 +5,11 @@
 - Distance from initialisation (Heitmann, "Sources of Redundancy", section on training
   dynamics): ``||W_t - W_0||_F``.
 
-``w`` is the vector of all *weight* parameters of the layer (parameters whose name ends in
-``weight``: ``weight``, ``in_proj_weight``, ``weight_ih_l0``, ...), without biases, as the
-paper's "vector of weights associated with L". Exactly two copies are held per layer (the
+``w`` is the vector of all *weight* parameters of the layer (parameters whose name has the word
+``weight`` between underscores: ``weight``, ``in_proj_weight``, ``q_proj_weight``,
+``out_proj.weight``, ``weight_ih_l0``, ``weight_hh_l1_reverse``, ``weight_hr_l0``), without
+biases (``bias``, ``bias_ih_l0``, ``in_proj_bias``, ``bias_k``), as the paper's "vector of
+weights associated with L". Exactly two copies are held per layer (the
 initial weights and those of the previous epoch end); norms are accumulated parameter by
 parameter in float64, without concatenating.
 """
@@ -25,16 +27,24 @@ __all__ = ["WeightSnapshots", "weight_parameters"]
 
 
 def weight_parameters(module: nn.Module) -> list[torch.Tensor]:
-    """The trainable weight tensors of ``module`` (names ending in ``weight``), biases excluded.
+    """The trainable weight tensors of ``module`` (and its submodules), biases excluded.
+
+    A parameter is a weight when ``weight`` is one of the underscore-separated words of its
+    name: recurrent layers' ``weight_ih_l0`` / ``weight_hh_l0``, attention's ``in_proj_weight``
+    (or ``q_proj_weight``, ...) and ``out_proj.weight``.
 
     Example:
         >>> [tuple(p.shape) for p in weight_parameters(nn.Linear(3, 2))]
         [(2, 3)]
+        >>> [tuple(p.shape) for p in weight_parameters(nn.LSTM(3, 2))]
+        [(8, 3), (8, 2)]
+        >>> [tuple(p.shape) for p in weight_parameters(nn.MultiheadAttention(4, 2))]
+        [(12, 4), (4, 4)]
     """
     return [
         p
         for name, p in module.named_parameters(recurse=True)
-        if p.requires_grad and name.rsplit(".", 1)[-1].endswith("weight")
+        if p.requires_grad and "weight" in name.rsplit(".", 1)[-1].split("_")
     ]
 
 
