@@ -6,6 +6,9 @@ Pure analyses of weights, read from a model or from a run's records and checkpoi
   outlier rule (WeightScale eq. 1, 2);
 - :mod:`~layerscope.weights.clusters`: :class:`RWCClusters` (K-Means++ over RWC trajectories, k by
   silhouette, PCA plane) and primitive groups;
+- :mod:`~layerscope.weights.units`: a layer's (units, inputs) matrix, removing units on a copy;
+- :mod:`~layerscope.weights.pruning`: greedy pruning curves by norm, frame-potential
+  contribution or at random (Heitmann figure 2);
 - frame potential lives one floor down (:mod:`layerscope.stats.frame_potential`) because the
   Tracker records it every epoch.
 """
@@ -17,16 +20,32 @@ from layerscope.weights.clusters import (
     cluster_by_primitive,
     primitive_groups,
 )
+from layerscope.weights.pruning import (
+    CRITERIA,
+    PAPER_NAMES,
+    pruning_curves,
+    pruning_order,
+    pruning_summary,
+)
 from layerscope.weights.rwc import FORMULAS, clip_outliers, relative_weight_change, rwc_matrix
+from layerscope.weights.units import get_layer, layer_matrix, unit_layers
 
 __all__ = [
+    "CRITERIA",
     "FORMULAS",
+    "PAPER_NAMES",
     "PRIMITIVES",
     "RWCClusters",
     "clip_outliers",
     "cluster_by_primitive",
     "frame_potential",
+    "get_layer",
+    "layer_matrix",
     "primitive_groups",
+    "pruning_curves",
+    "pruning_order",
+    "pruning_summary",
     "relative_weight_change",
     "rwc_matrix",
+    "unit_layers",
 ]
