@@ -9,6 +9,8 @@ Pure analyses of weights, read from a model or from a run's records and checkpoi
 - :mod:`~layerscope.weights.units`: a layer's (units, inputs) matrix, removing units on a copy;
 - :mod:`~layerscope.weights.pruning`: greedy pruning curves by norm, frame-potential
   contribution or at random (Heitmann figure 2);
+- :mod:`~layerscope.weights.low_rank`: SVD residuals, the Kneedle elbow, W_k substituted
+  into a copy (Heitmann figure 8);
 - frame potential lives one floor down (:mod:`layerscope.stats.frame_potential`) because the
   Tracker records it every epoch.
 """
@@ -20,6 +22,7 @@ from layerscope.weights.clusters import (
     cluster_by_primitive,
     primitive_groups,
 )
+from layerscope.weights.low_rank import kneedle, low_rank, low_rank_residuals, low_rank_table
 from layerscope.weights.pruning import (
     CRITERIA,
     PAPER_NAMES,
@@ -40,7 +43,11 @@ __all__ = [
     "cluster_by_primitive",
     "frame_potential",
     "get_layer",
+    "kneedle",
     "layer_matrix",
+    "low_rank",
+    "low_rank_residuals",
+    "low_rank_table",
     "primitive_groups",
     "pruning_curves",
     "pruning_order",
