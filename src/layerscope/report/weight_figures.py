@@ -1,13 +1,17 @@
-"""Figures of pruning curves (Heitmann figure 2) and low-rank residuals (figure 8)."""
+"""Figures of pruning curves (Heitmann figure 2), weight spectra with the Marchenko-Pastur
+density (figures 6-7) and low-rank residuals (figure 8)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from layerscope.weights.heavy_tails import marchenko_pastur_bounds, marchenko_pastur_density
 from layerscope.weights.pruning import PAPER_NAMES, pruning_summary
+from layerscope.weights.spectra import LayerSpectrum
 
-__all__ = ["low_rank_figure", "pruning_figure"]
+__all__ = ["low_rank_figure", "pruning_figure", "spectrum_figure"]
 
 _CRITERION_COLOURS = {
     "smallest_norm": "tab:blue",
@@ -81,4 +85,47 @@ def low_rank_figure(curves: pd.DataFrame, table: pd.DataFrame | None = None) -> 
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     axes.set_title("low-rank approximation, elbow marked")
+    return figure
+
+
+def spectrum_figure(spectrum: LayerSpectrum, *, title: str = "", bins: int = 60) -> Figure:
+    """Histogram of a layer's eigenvalues (density) with the Marchenko-Pastur density of the same
+    Q and scale s^2 (left, linear axes) and the same on log-log axes (right).
+
+    The eigenvalues are those of the smaller side, so for Q < 1 (more units than inputs) the
+    m - n zeros of W Wᵀ are not drawn and the MP curve is its continuous part divided by Q.
+
+    Example:
+        >>> from torch import nn
+        >>> from layerscope.weights import layer_spectrum
+        >>> len(spectrum_figure(layer_spectrum(nn.Linear(64, 32))).axes)
+        2
+    """
+    figure = Figure(figsize=(9.0, 3.6), layout="constrained")
+    linear, logarithmic = figure.subplots(1, 2)
+    values = spectrum.eigenvalues[spectrum.eigenvalues > 0]
+    if len(values) == 0:
+        for axes in (linear, logarithmic):
+            axes.text(0.5, 0.5, "all eigenvalues are 0", ha="center", transform=axes.transAxes)
+        return figure
+    linear.hist(values, bins=bins, density=True, alpha=0.6, label="ESD")
+    positive = values[values > 0]
+    edges = np.logspace(np.log10(positive.min()), np.log10(positive.max()), bins)
+    logarithmic.hist(positive, bins=edges, density=True, alpha=0.6, label="ESD")
+    if spectrum.variance > 0 and spectrum.rows > 0:
+        q = spectrum.ratio
+        lo, hi = marchenko_pastur_bounds(q, spectrum.variance)
+        grid = np.linspace(max(lo, 1e-12), hi, 400)
+        density = marchenko_pastur_density(grid, q, spectrum.variance) / min(1.0, q)
+        for axes in (linear, logarithmic):
+            axes.plot(grid, density, color="tab:red", label=f"MP (Q = {q:.2f})")
+            axes.axvline(hi, color="tab:red", linestyle=":", linewidth=1)
+    logarithmic.set_xscale("log")
+    logarithmic.set_yscale("log")
+    for axes in (linear, logarithmic):
+        axes.set_xlabel("eigenvalue of W W^T")
+        axes.grid(alpha=0.3)
+    linear.set_ylabel("density")
+    linear.legend(fontsize=8)
+    figure.suptitle(title or "empirical spectral density")
     return figure

@@ -11,6 +11,8 @@ Pure analyses of weights, read from a model or from a run's records and checkpoi
   contribution or at random (Heitmann figure 2);
 - :mod:`~layerscope.weights.low_rank`: SVD residuals, the Kneedle elbow, W_k substituted
   into a copy (Heitmann figure 8);
+- :mod:`~layerscope.weights.spectra` and :mod:`~layerscope.weights.heavy_tails`: weight
+  spectra, the Marchenko-Pastur law and weightwatcher's heavy-tail metrics (figures 6-7);
 - frame potential lives one floor down (:mod:`layerscope.stats.frame_potential`) because the
   Tracker records it every epoch.
 """
@@ -22,6 +24,12 @@ from layerscope.weights.clusters import (
     cluster_by_primitive,
     primitive_groups,
 )
+from layerscope.weights.heavy_tails import (
+    heavy_tail_metrics,
+    marchenko_pastur_bounds,
+    marchenko_pastur_density,
+    power_law_fit,
+)
 from layerscope.weights.low_rank import kneedle, low_rank, low_rank_residuals, low_rank_table
 from layerscope.weights.pruning import (
     CRITERIA,
@@ -31,23 +39,31 @@ from layerscope.weights.pruning import (
     pruning_summary,
 )
 from layerscope.weights.rwc import FORMULAS, clip_outliers, relative_weight_change, rwc_matrix
+from layerscope.weights.spectra import CONV_MODES, LayerSpectrum, layer_spectrum, weight_spectra
 from layerscope.weights.units import get_layer, layer_matrix, unit_layers
 
 __all__ = [
+    "CONV_MODES",
     "CRITERIA",
     "FORMULAS",
     "PAPER_NAMES",
     "PRIMITIVES",
+    "LayerSpectrum",
     "RWCClusters",
     "clip_outliers",
     "cluster_by_primitive",
     "frame_potential",
     "get_layer",
+    "heavy_tail_metrics",
     "kneedle",
     "layer_matrix",
+    "layer_spectrum",
     "low_rank",
     "low_rank_residuals",
     "low_rank_table",
+    "marchenko_pastur_bounds",
+    "marchenko_pastur_density",
+    "power_law_fit",
     "primitive_groups",
     "pruning_curves",
     "pruning_order",
@@ -55,4 +71,5 @@ __all__ = [
     "relative_weight_change",
     "rwc_matrix",
     "unit_layers",
+    "weight_spectra",
 ]
