@@ -11,7 +11,13 @@ from layerscope.weights.heavy_tails import marchenko_pastur_bounds, marchenko_pa
 from layerscope.weights.pruning import PAPER_NAMES, pruning_summary
 from layerscope.weights.spectra import LayerSpectrum
 
-__all__ = ["low_rank_figure", "pruning_figure", "spectrum_figure"]
+__all__ = [
+    "graph_figure",
+    "low_rank_figure",
+    "metric_over_epochs",
+    "pruning_figure",
+    "spectrum_figure",
+]
 
 _CRITERION_COLOURS = {
     "smallest_norm": "tab:blue",
@@ -128,4 +134,74 @@ def spectrum_figure(spectrum: LayerSpectrum, *, title: str = "", bins: int = 60)
     linear.set_ylabel("density")
     linear.legend(fontsize=8)
     figure.suptitle(title or "empirical spectral density")
+    return figure
+
+
+def metric_over_epochs(df: pd.DataFrame, statistic: str, *, ylabel: str = "", title: str = "",
+                       per_unit: bool = False) -> Figure:  # fmt: skip
+    """One line per layer of a phase-"weights" statistic against the epoch (``per_unit``:
+    divided by the layer's number of units, for the frame potential: FP / m >= 1).
+
+    Example:
+        >>> df = pd.DataFrame({"phase": "weights", "layer": ["a", "a"], "layer_index": [0, 0],
+        ...                    "epoch": [0, 1], "statistic": "esd_alpha", "value": [3.0, 2.5]})
+        >>> len(metric_over_epochs(df, "esd_alpha").axes)
+        1
+    """
+    rows = df[(df.phase == "weights") & (df.statistic == statistic)]
+    figure = Figure(figsize=(6.5, 4.0), layout="constrained")
+    axes = figure.subplots()
+    layers = rows.groupby("layer").layer_index.min().sort_values(na_position="last").index
+    for index, layer in enumerate(layers):
+        line = rows[rows.layer == layer].sort_values("epoch")
+        values = line.value.to_numpy()
+        if per_unit:
+            units = df[(df.phase == "weights") & (df.layer == layer)
+                       & df.statistic.str.startswith("frame_potential_contribution[")]  # fmt: skip
+            count = units.statistic.nunique()
+            values = values / count if count else values
+        colour = _layer_colour(index, len(layers))
+        axes.plot(line.epoch, values, color=colour, label=str(layer), linewidth=1)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel or statistic)
+    axes.grid(alpha=0.3)
+    if 0 < len(layers) <= 12:
+        axes.legend(fontsize=6)
+    axes.set_title(title or statistic)
+    return figure
+
+
+def _layer_colour(index: int, count: int):
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](index / max(count - 1, 1))
+
+
+def graph_figure(graph: dict, *, title: str = "") -> Figure:
+    """A weight-similarity graph drawn by :func:`~layerscope.weights.graphs.graph_layout`:
+    node area by row norm, edge opacity by weight.
+
+    Example:
+        >>> import torch
+        >>> from layerscope.weights.graphs import weight_graph
+        >>> len(graph_figure(weight_graph(torch.randn(6, 4))).axes)
+        1
+    """
+    from layerscope.weights.graphs import graph_layout
+
+    positions = graph_layout(graph)
+    figure = Figure(figsize=(5.0, 5.0), layout="constrained")
+    axes = figure.subplots()
+    for link in graph["links"]:
+        (x0, y0), (x1, y1) = positions[link["source"]], positions[link["target"]]
+        axes.plot([x0, x1], [y0, y1], color="grey", alpha=0.15 + 0.6 * link["weight"],
+                  linewidth=0.6)  # fmt: skip
+    norms = [node["norm"] for node in graph["nodes"]]
+    top = max(norms) if norms and max(norms) > 0 else 1.0
+    sizes = [10 + 90 * n / top for n in norms]
+    axes.scatter(positions[:, 0], positions[:, 1], s=sizes, color="tab:blue", zorder=3)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    edges = len(graph["links"])
+    axes.set_title(title or f"weight graph: {len(norms)} units, {edges} edges", fontsize=9)
     return figure
