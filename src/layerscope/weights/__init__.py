@@ -13,6 +13,8 @@ Pure analyses of weights, read from a model or from a run's records and checkpoi
   into a copy (Heitmann figure 8);
 - :mod:`~layerscope.weights.spectra` and :mod:`~layerscope.weights.heavy_tails`: weight
   spectra, the Marchenko-Pastur law and weightwatcher's heavy-tail metrics (figures 6-7);
+- :mod:`~layerscope.weights.graphs`: weight-vector similarity graphs as node-link JSON and
+  GraphML (figures 3-5);
 - frame potential lives one floor down (:mod:`layerscope.stats.frame_potential`) because the
   Tracker records it every epoch.
 """
@@ -24,6 +26,7 @@ from layerscope.weights.clusters import (
     cluster_by_primitive,
     primitive_groups,
 )
+from layerscope.weights.graphs import graph_layout, save_graph, weight_graph
 from layerscope.weights.heavy_tails import (
     heavy_tail_metrics,
     marchenko_pastur_bounds,
@@ -54,6 +57,7 @@ __all__ = [
     "cluster_by_primitive",
     "frame_potential",
     "get_layer",
+    "graph_layout",
     "heavy_tail_metrics",
     "kneedle",
     "layer_matrix",
@@ -70,6 +74,8 @@ __all__ = [
     "pruning_summary",
     "relative_weight_change",
     "rwc_matrix",
+    "save_graph",
     "unit_layers",
+    "weight_graph",
     "weight_spectra",
 ]
