@@ -23,8 +23,8 @@ class Net(nn.Module):
 
 def test_default_selection_and_names():
     names = [n for n, _ in select_layers(Net())]
-    # MultiheadAttention's out_proj is a Linear (NonDynamicallyQuantizableLinear) too.
-    assert names == ["features.0", "features.2", "rnn", "attention", "attention.out_proj", "head"]
+    # MultiheadAttention's out_proj is a Linear the attention never calls: not a layer of its own.
+    assert names == ["features.0", "features.2", "rnn", "attention", "head"]
 
 
 def test_include_exclude_by_pattern_and_type():
@@ -50,7 +50,7 @@ def test_empty_selection_is_a_clear_error():
 
 def test_describe_layers():
     infos = describe_layers(select_layers(Net()))
-    assert [i.index for i in infos] == list(range(6))
+    assert [i.index for i in infos] == list(range(5))
     conv = infos[0]
     assert (conv.type, conv.kind, conv.num_features, conv.num_parameters) == (
         "Conv2d",

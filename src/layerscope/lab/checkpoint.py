@@ -3,8 +3,10 @@
 After every epoch the trainer writes ``checkpoints/epoch-NNNN.pt`` through a temporary file,
 fsync and rename, so a crash while saving never damages an earlier checkpoint. A checkpoint holds
 the model, optimizer and scheduler states, every RNG state (torch, CUDA, numpy, random) and the
-epoch; it loads with ``torch.load(weights_only=True)`` (no pickled code). The two newest are kept,
-so a truncated or corrupt newest one falls back to the one before, with a message.
+epoch; it loads with ``torch.load(weights_only=True)`` (no pickled code). The two newest are kept
+by default (config key ``checkpoints.keep``: a number, or ``"all"`` for every epoch, which the
+weight-dynamics analyses over training need), so a truncated or corrupt newest one falls back to
+the one before, with a message.
 
 PHD-Lab wrote checkpoints in place (a crash while saving lost the run) and resumed when a CSV
 existed rather than from a verified checkpoint.
@@ -27,9 +29,12 @@ from layerscope.store.atomic import atomic_save
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "KEEP",
     "Checkpoint",
+    "all_checkpoints",
     "capture_rng_state",
     "latest_checkpoint",
+    "load_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -85,8 +90,11 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def save_checkpoint(folder: str | Path, epoch: int, state: dict[str, Any]) -> Path:
-    """Write ``state`` as the checkpoint of ``epoch`` atomically; keep the newest two.
+def save_checkpoint(
+    folder: str | Path, epoch: int, state: dict[str, Any], keep: int | None = KEEP
+) -> Path:
+    """Write ``state`` as the checkpoint of ``epoch`` atomically; keep the newest ``keep``
+    (``None``: all of them).
 
     Example:
         >>> import tempfile
@@ -99,8 +107,9 @@ def save_checkpoint(folder: str | Path, epoch: int, state: dict[str, Any]) -> Pa
     path = folder / f"epoch-{epoch:04d}.pt"
     payload = {"format": CHECKPOINT_FORMAT, "epoch": int(epoch), **state}
     atomic_save(path, lambda handle: torch.save(payload, handle))
-    for old in _checkpoints(folder)[KEEP:]:
-        old.unlink(missing_ok=True)
+    if keep is not None:
+        for old in _checkpoints(folder)[max(keep, 1) :]:
+            old.unlink(missing_ok=True)
     return path
 
 
@@ -120,6 +129,29 @@ def _load(path: Path, map_location) -> Checkpoint:
             f"layerscope writes epoch-NNNN.pt files there)"
         )
     return Checkpoint(path, int(state["epoch"]), state)
+
+
+def all_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every checkpoint file in ``folder``, oldest first (not loaded).
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> for epoch in range(3):
+        ...     _ = save_checkpoint(folder, epoch, {"model": {}}, keep=None)
+        >>> [epoch for epoch, _ in all_checkpoints(folder)]
+        [0, 1, 2]
+    """
+    found = [
+        (int(m.group(1)), p) for p in _checkpoints(Path(folder)) if (m := _NAME.fullmatch(p.name))
+    ]
+    return sorted(found)
+
+
+def load_checkpoint(path: str | Path, map_location=None) -> Checkpoint:
+    """Load one checkpoint file (raises :class:`~layerscope.errors.StoreError` for a file that
+    layerscope did not write)."""
+    return _load(Path(path), map_location)
 
 
 def latest_checkpoint(folder: str | Path, map_location=None) -> Checkpoint | None:

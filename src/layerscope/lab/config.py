@@ -74,6 +74,7 @@ from layerscope.tracking.options import TrackerOptions, rule
 
 __all__ = [
     "GRID_KEYS",
+    "CheckpointConfig",
     "OptimizerConfig",
     "RunConfig",
     "TrackerOptions",
@@ -136,6 +137,21 @@ class OptimizerConfig:
     factor: float = field(default=0.1, metadata=rule("> 0", _positive))
 
 
+def _keep_all(value):
+    """checkpoints.keep = "all" keeps every epoch (stored as null in config.json)."""
+    return None if isinstance(value, str) and value.lower() == "all" else value
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Which epoch checkpoints a run keeps (:mod:`layerscope.lab.checkpoint`)."""
+
+    # The newest N are kept; two is enough to resume past a damaged newest one. "all" keeps
+    # every epoch, which `layerscope weights RUN_DIR` needs to analyse weights over training.
+    keep: int | None = field(default=2, metadata={**rule(">= 1 or 'all'", _at_least_one),
+                                                  "parse": _keep_all})  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One training run, fully resolved (no lists left to expand, no defaults left open)."""
@@ -175,6 +191,8 @@ class RunConfig:
     probes: bool = False
     # Data-loader worker processes; 0 loads in the training process.
     num_workers: int = field(default=0, metadata=rule(">= 0", lambda v: v >= 0))
+    # Checkpoints kept per run: checkpoints.keep = 2 (default) or "all".
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RunConfig:

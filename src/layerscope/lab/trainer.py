@@ -9,7 +9,8 @@ A run folder (``run_dir(cfg)``) holds::
     config.json        the resolved config, written before training: enough to rerun alone
     run.json           versions and tracker options (written by the Tracker)
     records.sqlite     per-layer statistics and per-epoch metrics
-    checkpoints/       epoch-NNNN.pt (the newest two) and initial.pt (the weights at epoch 0)
+    checkpoints/       epoch-NNNN.pt (the newest two, or checkpoints.keep) and initial.pt (the
+                       weights at epoch 0)
     figures/, report.html
     done.json          the run finished training (a rerun skips it)
     latents/, probes/  with ``probes = true``: extracted layer outputs and cached probe results
@@ -267,7 +268,7 @@ def train_run(
         for epoch in range(start, cfg.epochs):
             last = state.epoch(epoch, data, tracker, f"{label} epoch {epoch + 1}/{cfg.epochs}",
                                progress)  # fmt: skip
-            save_checkpoint(checkpoints, epoch, state.checkpoint())
+            save_checkpoint(checkpoints, epoch, state.checkpoint(), keep=cfg.checkpoints.keep)
             if after_epoch is not None:
                 after_epoch(epoch)
     done = {"metrics": last, "epochs": cfg.epochs, "data": {

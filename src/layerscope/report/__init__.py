@@ -13,6 +13,7 @@ Reads records and analysis results; writes only figures and HTML.
 - :mod:`~layerscope.report.similarity`: similarity heatmaps and curves.
 """
 
+import layerscope.report.weights  # noqa: F401 - registers the weight-dynamics section
 from layerscope.report.figures import (
     figure_bytes,
     intrinsic_dimension_by_layer,

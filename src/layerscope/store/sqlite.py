@@ -92,19 +92,30 @@ class SQLiteSink(ClosedMixin):
         return cursor.rowcount
 
     def replace(
-        self, records: Sequence[Record], *, run: str, phase: str, layers: Sequence[str]
+        self,
+        records: Sequence[Record],
+        *,
+        run: str,
+        phase: str,
+        layers: Sequence[str],
+        statistics: Sequence[str] = (),
     ) -> None:
         """In one transaction, delete the records of ``run`` in ``phase`` for ``layers`` (and
         that phase's model-level records), then write ``records``: a rerun of an analysis
-        replaces its earlier results, and a crash leaves either the old or the new ones."""
+        replaces its earlier results, and a crash leaves either the old or the new ones.
+        ``statistics`` (SQL ``LIKE`` patterns, e.g. ``"esd_%"``) limits the deletion to those
+        statistics, for an analysis that shares its phase with the Tracker's records."""
         self._check_open()
         self._connection.commit()
         marks = ", ".join("?" * len(layers))
+        only = ""
+        if statistics:
+            only = " AND (" + " OR ".join("statistic LIKE ?" for _ in statistics) + ")"
         with self._connection:
             self._connection.execute(
                 f"DELETE FROM records WHERE run = ? AND phase = ? AND "
-                f"(layer IS NULL OR layer IN ({marks}))",
-                (run, phase, *layers),
+                f"(layer IS NULL OR layer IN ({marks})){only}",
+                (run, phase, *layers, *statistics),
             )
             self.write(records)
 

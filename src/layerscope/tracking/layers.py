@@ -6,7 +6,10 @@ re-deriving names.
 
 Recorded by default (SPEC C3): ``Conv1d/2d/3d`` and their transposed forms, ``Linear`` (which
 includes the linear layers inside transformer blocks), ``LSTM``/``GRU``/``RNN`` (the output
-sequence) and ``MultiheadAttention`` (the attention output). Layer names are module paths
+sequence) and ``MultiheadAttention`` (the attention output). A ``MultiheadAttention``'s
+``out_proj`` is a ``Linear`` that the attention never calls (it reads ``out_proj.weight``
+directly), so it is never selected: it would be a row without outputs; its weight belongs to the
+attention layer. Layer names are module paths
 (``features.3``); the index is the position in forward order once a forward pass has been seen,
 else registration order.
 """
@@ -156,6 +159,15 @@ def _matches(name: str, module: nn.Module, selector: str | type) -> bool:
     return fnmatch.fnmatchcase(name, selector)
 
 
+def _unforwarded(model: nn.Module) -> set[int]:
+    """ids of modules whose ``forward`` is never called: MultiheadAttention's ``out_proj``."""
+    return {
+        id(module.out_proj)
+        for module in model.modules()
+        if isinstance(module, nn.MultiheadAttention)
+    }
+
+
 def select_layers(
     model: nn.Module,
     include: Iterable[str | type] | None = None,
@@ -187,7 +199,10 @@ def select_layers(
                 f"layer selectors are name patterns (str) or module types, got {selector!r}"
             )
     selected = []
+    unforwarded = _unforwarded(model)
     for name, module in model.named_modules():
+        if id(module) in unforwarded:
+            continue
         name = name or type(module).__name__  # the model itself, when it is one layer
         recordable = isinstance(module, RECORDABLE_TYPES)
         if include is None:
