@@ -56,3 +56,16 @@ def test_saturation_settles_no_later_than_the_loss(tmp_path):
     assert [r["layer"] for r in rows] == ["layers.1", "layers.3", "layers.5"]
     assert sum(r["saturation_settles"] <= r["loss_settles"] for r in rows) >= 2
     assert results["rows"][0]["loss_settles"] >= 1  # the loss did not start flat
+
+
+@pytest.mark.slow
+def test_probes_stop_improving_after_the_border(tmp_path):
+    results = quick("border_tail", tmp_path)
+    (row,) = results["rows"]
+    curve = results["curves"]["vgg11"]
+    assert (row["model"], row["border"], row["convolutions"]) == ("vgg11", 6, 8)
+    accuracy, saturation = curve["probe"], curve["saturation"]
+    border = row["border"]
+    # layers after the border add little over the best layer up to it (dissertation 9.3)
+    assert max(accuracy[border:]) - max(accuracy[:border]) < 0.05
+    assert saturation[-1] < 0.75 * max(saturation)  # the last convolution is the least used

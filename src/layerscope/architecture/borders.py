@@ -3,8 +3,8 @@
 ``border_rule="input"`` (the default) applies 10.2's wording to each layer's true input: b_min
 is the first recorded layer from which on every layer's input has ``r_{l-1,min} > I`` (b_max
 likewise with r_max). For sequential networks (VGG, ResNet without skips, figures 52 and 53) this
-is "the first layer whose input exceeds I", and both rules agree up to that off-by-one
-(``"output"`` marks the layer before, whose own r already exceeds I; see the docs' table).
+is "the first layer whose input exceeds I"; ``"output"`` marks the same layer or the one before
+(whose own r already exceeds I: VGG11 5 instead of 6, VGG13 7 for both).
 
 ``border_rule="output"`` reproduces the labels of figure 60 (ResNet18: layer 11, ResNet34: layer
 17, at 32 px): the layer's *own* receptive field (its output's r_min, before the residual
