@@ -24,10 +24,10 @@ if __name__ == "__main__":
 class StudyNet(nn.Module):
     def __init__(self, num_classes=10, in_channels=1, width=1.0):
         super().__init__()
-        self.head = nn.Linear(in_channels * 64, num_classes)
+        self.head = nn.Linear(in_channels, num_classes)
 
-    def forward(self, x):
-        return self.head(x.flatten(1))
+    def forward(self, x):  # any input size: test_models runs every registered model
+        return self.head(x.mean((2, 3)))
 
 
 if "study_test_net" not in MODELS:
