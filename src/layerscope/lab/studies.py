@@ -89,7 +89,19 @@ def list_studies(folder: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 def find_study(name: str, folder: str | os.PathLike | None = None) -> Path:
-    """The script (or config) of study ``name``; an unknown name says what exists."""
+    """The script (or config) of study ``name``; an unknown name says what exists.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "width.py").write_text("")
+        >>> find_study("width", folder).name
+        'width.py'
+        >>> find_study("widht", folder)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        layerscope.errors.UnknownNameError: no study named 'widht' in ... Did you mean 'width'? ...
+    """
     root = studies_folder(folder)
     for suffix in (".py", ".toml"):
         path = root / f"{name}{suffix}"
@@ -108,7 +120,16 @@ def run_study(
     name: str, argv: Sequence[str] = (), *, folder: str | os.PathLike | None = None
 ) -> Path:
     """Run study ``name``: a script as ``python NAME.py ARGV...`` in this process, a config as
-    ``layerscope run NAME.toml``. Returns the study's path."""
+    ``layerscope run NAME.toml``. Returns the study's path.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "hello.py").write_text("import sys; print('hello', sys.argv[1:])")
+        >>> run_study("hello", ["--quick"], folder=folder).name
+        hello ['--quick']
+        'hello.py'
+    """
     path = find_study(name, folder)
     if path.suffix == ".toml":
         from layerscope.lab.config import load_config
