@@ -18,7 +18,7 @@ from layerscope.errors import LayerscopeError
 #: Modules under layerscope.commands, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "demo", "run", "list", "probe", "project", "report", "rf", "similarity", "spectrum",
-    "weights",
+    "weights", "study",
 )  # fmt: skip
 
 

@@ -190,3 +190,13 @@ def test_macs_are_stated_at_the_size_they_are_counted_at():
     # by hand: 30x30x4 outputs of 9 MACs, 13x13x4 and 11x11x4 of 36, and the 4 x 3 linear
     assert advice.macs == 30 * 30 * 4 * 9 + 13 * 13 * 4 * 36 + 11 * 11 * 4 * 36 + 4 * 3
     assert "At 6x6 px" in str(advice) and "MMACs per 32x32 px image" in str(advice)
+
+
+def test_sweet_spot_default_and_the_seed_interval():
+    from layerscope.architecture import SEED_SWEET_SPOT, SWEET_SPOT, width_advice
+
+    assert SWEET_SPOT == (0.2, 0.3) and SEED_SWEET_SPOT == (0.2, 0.4)
+    assert width_advice(0.35).verdict == "too narrow"  # dissertation 11.3
+    low, high = SEED_SWEET_SPOT
+    assert width_advice(0.35, low=low, high=high).verdict == "in range"  # seed 000
+    assert "20%-40%" in width_advice(0.35, low=low, high=high).message

@@ -267,7 +267,8 @@ def test_results_and_settings_are_checked_early():
     records = ProbeResults("run", "gap", ProbeSettings(), (result,), {"test": 0.5}).records(2)
     assert {r.phase for r in records} == {"probe-gap"}
     assert [r.statistic for r in records] == ["probe_train_acc", "probe_test_acc",
-                                              "model_test_acc"]  # fmt: skip
+                                              "model_test_acc", "probe_standardized",
+                                              "probe_dissertation_preset"]  # fmt: skip
 
 
 def test_unconverged_warning_names_each_stop_reason(trained, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@
 """
 
 from layerscope.architecture.advice import (
+    SEED_SWEET_SPOT,
     SWEET_SPOT,
     Advice,
     TailPattern,
@@ -36,6 +37,7 @@ from layerscope.architecture.truncation import truncate
 from layerscope.errors import ReceptiveFieldError, TraceError
 
 __all__ = [
+    "SEED_SWEET_SPOT",
     "SWEET_SPOT",
     "Advice",
     "DownsamplingOption",

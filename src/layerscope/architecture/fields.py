@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerscope.architecture.borders import check_border_rule, find_border, shortcut_layers
 from layerscope.architecture.growth import INF, bounds, is_global, propagate
 from layerscope.architecture.ops import Op, Trace
 from layerscope.architecture.tracing import example_input, trace
@@ -198,6 +199,9 @@ class ReceptiveField:
         gates: ``"ignore"`` (default) or ``"include"``: whether element-wise products with a
             global factor (attention gates) widen r_max.
         tracer: ``"auto"`` (torch.fx, falling back to hooks), ``"fx"`` or ``"hooks"``.
+        border_rule: ``"input"`` (default: each layer's input exceeds I, 10.2; figures 52, 53)
+            or ``"output"`` (the layer's own r exceeds I, 1x1 shortcut convolutions not counted:
+            figure 60's ResNet labels); see :mod:`layerscope.architecture.borders`.
 
     Attributes:
         layers_: list[LayerInfo], the recorded layers in forward order.
@@ -207,6 +211,8 @@ class ReceptiveField:
         input_field_: LayerField of the input (r = 1).
         border_min_, border_max_: LayerInfo of b_min / b_max, or None.
         unproductive_: list[LayerInfo], the recorded layers from ``border_min_`` on.
+        counted_: list[LayerInfo], the layers the border rule numbers (``layers_`` without the
+            shortcut convolutions for ``"output"``); :meth:`border_number` is a border's label.
         input_size_: tuple of ints, I per spatial axis.
         trace_size_: tuple of ints, the spatial size the model ran at (``trace_size``, or the
             example input's).
@@ -233,6 +239,7 @@ class ReceptiveField:
         exclude: Iterable[str | type] | None = None,
         gates: str = "ignore",
         tracer: str = "auto",
+        border_rule: str = "input",
     ) -> None:
         self.input_size = input_size
         self.in_channels = in_channels
@@ -241,6 +248,7 @@ class ReceptiveField:
         self.exclude = exclude
         self.gates = gates
         self.tracer = tracer
+        self.border_rule = border_rule
 
     # -- fitting
 
@@ -248,6 +256,7 @@ class ReceptiveField:
         """Trace ``model`` (on ``example_input`` if given) and compute every receptive field."""
         if self.gates not in ("ignore", "include"):
             raise ReceptiveFieldError(f"gates must be 'ignore' or 'include', got {self.gates!r}")
+        check_border_rule(self.border_rule)
         sizes = _sizes(self.input_size, "input_size")
         if example_input is None:
             example_input = example_input_for(model, self.trace_size or sizes, self.in_channels)
@@ -295,6 +304,9 @@ class ReceptiveField:
         self._by_name = self._fields(ops, states, every_operation=True)
         self.operations_ = list(self._by_name.values())
         self.fields_ = [self._by_name[info.name] for info in self.layers_]
+        skipped = shortcut_layers(ops, [x.name for x in self.layers_])
+        self._skipped = skipped if self.border_rule == "output" else set()
+        self.counted_ = [x for x in self.layers_ if x.name not in self._skipped]
         self.border_min_, self.border_max_ = self._borders(self.fields_)
         start = self.border_min_.index if self.border_min_ is not None else len(self.layers_)
         self.unproductive_ = self.layers_[start:]
@@ -323,19 +335,19 @@ class ReceptiveField:
         return by_name
 
     def _borders(self, fields: Sequence[LayerField]) -> tuple[LayerInfo | None, LayerInfo | None]:
-        candidates = [f for f in fields if f.local]
-        borders = []
-        for axes in ("input_r_min_axes", "input_r_max_axes"):
-            border = None
-            for field in reversed(candidates):
-                exceeds = all(
-                    r > i for r, i in zip(getattr(field, axes), self.input_size_, strict=True)
-                )
-                if not exceeds:
-                    break
-                border = field
-            borders.append(self.layers_[border.index] if border is not None else None)
-        return borders[0], borders[1]
+        counted = [f for f in fields if f.name not in self._skipped]
+        found = [
+            find_border(counted, self.input_size_, self.border_rule, a) for a in ("min", "max")
+        ]
+        return tuple(self.layers_[f.index] if f is not None else None for f in found)
+
+    def border_number(self, which: str = "min") -> int | None:
+        """The dissertation's 1-based label of ``border_min_`` (``which="min"``) or
+        ``border_max_``: its position among :attr:`counted_` (None: no border)."""
+        if which not in ("min", "max"):
+            raise ReceptiveFieldError(f"which must be 'min' or 'max', got {which!r}")
+        border = self.border_min_ if which == "min" else self.border_max_
+        return None if border is None else [x.name for x in self.counted_].index(border.name) + 1
 
     # -- reading results
 

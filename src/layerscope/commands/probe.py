@@ -27,14 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "posN / pos for one probe per position of an N x N grid (heatmaps, dissertation 9.3)",
     )
     parser.add_argument(
-        "--solver",
-        default="lbfgs",
-        help="lbfgs (default: torch L-BFGS), saga (the dissertation's sklearn SAGA, 100 epochs) "
-        "or sklearn-lbfgs",
+        "--preset",
+        default="standardized",
+        choices=("standardized", "dissertation"),
+        help="standardized (default: torch L-BFGS on standardised features) or dissertation "
+        "(sklearn SAGA for 100 epochs on raw features, 6.2.5); the flags below change it",
     )
-    parser.add_argument("-C", type=float, default=1.0, help="inverse L2 strength, as sklearn (1)")
-    parser.add_argument("--tol", type=float, default=1e-4, help="solver tolerance (1e-4)")
-    parser.add_argument("--max-iter", type=int, help="iterations / epochs (solver default)")
+    parser.add_argument(
+        "--solver",
+        help="lbfgs (the default preset's: torch L-BFGS), saga (the dissertation's sklearn "
+        "SAGA) or sklearn-lbfgs",
+    )
+    parser.add_argument("-C", type=float, help="inverse L2 strength, as sklearn (1)")
+    parser.add_argument("--tol", type=float, help="solver tolerance (1e-4)")
+    parser.add_argument("--max-iter", type=int, help="iterations / epochs (the preset's)")
     parser.add_argument("--no-standardize", action="store_true", help="train on raw features")
     parser.add_argument(
         "--layers", nargs="+", metavar="PATTERN", help="only these layers (fnmatch patterns)"
@@ -97,13 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         limit_threads(args.threads)
-    settings = ProbeSettings(
-        solver=args.solver,
-        C=args.C,
-        tol=args.tol,
-        max_iter=args.max_iter,
-        standardize=not args.no_standardize,
-    )
+    given = {"solver": args.solver, "C": args.C, "tol": args.tol, "max_iter": args.max_iter}
+    changes = {key: value for key, value in given.items() if value is not None}
+    if args.no_standardize:
+        changes["standardize"] = False
+    settings = ProbeSettings.preset(args.preset, **changes)
     if len(args.run_dir) > 1 or args.executor not in (None, "local") or args.address:
         return _probe_many(args, settings)
     found = probe_run(
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     for reduction, results in found.items():
         model = results.model_accuracy
         print(
-            f"{reduction}: solver {results.settings.solver}, C={results.settings.C:g}; model "
+            f"{reduction}: {results.settings.describe()}; model "
             f"accuracy train {_percent(model.get('train'))}%, test {_percent(model.get('test'))}%"
         )
         table = results.table()

@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--in-channels", type=int, default=3, help="input channels (3)")
     parser.add_argument("--gates", choices=("ignore", "include"), default="ignore")
     parser.add_argument("--tracer", choices=("auto", "fx", "hooks"), default="auto")
+    parser.add_argument(
+        "--border-rule",
+        choices=("input", "output"),
+        default="input",
+        help="input (default): each layer's input exceeds I (dissertation 10.2, figures 52-53); "
+        "output: the layer's own r exceeds I, 1x1 shortcut convolutions not counted (figure 60)",
+    )
     parser.add_argument("--all", action="store_true", help="also list pooling and resampling")
     parser.add_argument("--no-advice", action="store_true", help="skip truncation advice")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         in_channels=args.in_channels,
         gates=args.gates,
         tracer=args.tracer,
+        border_rule=args.border_rule,
     )
     advice = None if args.no_advice else advise(model, args.input, rf=rf)
     records = rf.to_records(all_operations=args.all)
@@ -96,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
             "options": options,
             "input_size": list(rf.input_size_),
             "tracer": rf.tracer_,
-            "border_min": _border(rf.border_min_),
-            "border_max": _border(rf.border_max_),
+            "border_rule": rf.border_rule,
+            "border_min": _border(rf, "min"),
+            "border_max": _border(rf, "max"),
             "layers": [{k: _json_value(v) for k, v in row.items()} for row in records],
             "notes": rf.notes_,
         }
@@ -122,19 +131,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _border(info) -> dict | None:
-    return (
-        None if info is None else {"name": info.name, "index": info.index, "layer": info.index + 1}
-    )
+def _border(rf, which: str) -> dict | None:
+    """A border as JSON; ``layer`` is its label under the rule (shortcuts not numbered for
+    ``output``), ``index`` its position among all recorded layers."""
+    info = rf.border_min_ if which == "min" else rf.border_max_
+    if info is None:
+        return None
+    return {"name": info.name, "index": info.index, "layer": rf.border_number(which)}
 
 
 def _print_table(args, rf, records) -> None:
     header = ("#", "name", "type", "kernel", "stride", "in r_min", "in r_max", "r_min", "r_max", "")
     rows = []
+    # numbered as the border rule counts: shortcut convolutions show "-" under "output"
+    numbers = {info.name: str(i + 1) for i, info in enumerate(rf.counted_)}
     for row in records:
         mark = row["border"] + (" *" if row["unproductive"] else "")
         rows.append((
-            "" if row["index"] is None else str(row["index"] + 1),
+            "" if row["index"] is None else numbers.get(row["name"], "-"),
             row["name"], row["type"], _axes(row["kernel"]), _axes(row["stride"]),
             _size(row["input_r_min"]), _size(row["input_r_max"]),
             _size(row["r_min"]), _size(row["r_max"]), mark.strip(),
@@ -144,8 +158,10 @@ def _print_table(args, rf, records) -> None:
     print(f"{args.model} at {size} px (traced with {rf.tracer_}); layers numbered from 1")
     for row in (header, *rows):
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    counted = "" if rf.border_rule == "input" else ", shortcut convolutions not numbered"
     for name, info in (("b_min", rf.border_min_), ("b_max", rf.border_max_)):
-        where = "none" if info is None else f"layer {info.index + 1} ({info.name})"
-        print(f"{name}: {where}")
+        number = rf.border_number(name[2:])
+        where = "none" if info is None else f"layer {number} ({info.name})"
+        print(f"{name}: {where}  [border rule {rf.border_rule}{counted}]")
     for note in rf.notes_:
         print(f"note: {note}")

@@ -26,7 +26,7 @@ TOML has no null: write the string ``"none"`` for an optional number or list
 Run folders. Each run writes to ``<logs_dir>/<model>/<dataset>/<resolution>/<run_id>``
 (:func:`run_dir`, dissertation 6.2.4). ``run_id`` defaults to ``"{hash}"``: the first 8 hex
 digits of the SHA-256 of the resolved config without the technical keys that do not change the
-result (``logs_dir``, ``device``, ``num_workers``, ``probes``, ``run_id``). Re-running a config
+result (``logs_dir``, ``device``, ``num_workers``, ``probes``, ``probe_preset``, ``run_id``). Re-running a config
 therefore finds its folders again, also after other values were added to the grid; changing any
 experimental value (or a default, in a later version) gives a new folder. ``run_id`` may be a
 template over the config's keys, such as ``"w{width}-s{seed}"`` or ``"{optimizer.lr}-{hash}"``.
@@ -70,6 +70,7 @@ from layerscope.lab.config_resolve import (
     resolve,
     resolve_device,
 )
+from layerscope.probes.results import PROBE_PRESETS
 from layerscope.tracking.options import TrackerOptions, rule
 
 __all__ = [
@@ -189,6 +190,11 @@ class RunConfig:
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     # Train logistic-regression probes after training (SPEC C6).
     probes: bool = False
+    # Their recipe: "standardized" (default) or "dissertation" (SAGA, 100 epochs, raw features).
+    probe_preset: str = field(
+        default="standardized",
+        metadata=rule("'standardized' or 'dissertation'", lambda v: v in PROBE_PRESETS),
+    )
     # Data-loader worker processes; 0 loads in the training process.
     num_workers: int = field(default=0, metadata=rule(">= 0", lambda v: v >= 0))
     # Checkpoints kept per run: checkpoints.keep = 2 (default) or "all".

@@ -23,6 +23,7 @@ from layerscope.lab.config import RunConfig
 from layerscope.lab.probing import probe_run
 from layerscope.lab.runs import read_run_config
 from layerscope.lab.trainer import DONE_FILE, RunResult, build_model, train_run
+from layerscope.probes.results import ProbeSettings
 from layerscope.report.html import write_report
 from layerscope.store.records import make_records
 from layerscope.store.sqlite import SQLiteSink
@@ -50,7 +51,8 @@ def run_one(
                        after_epoch=after_epoch)  # fmt: skip
     record_model_size(result.run_dir, cfg)
     if cfg.probes:  # cached probes are not refitted; a crash mid-probes resumes here
-        probe_run(result.run_dir, progress=progress, report=False)
+        settings = ProbeSettings.preset(cfg.probe_preset)
+        probe_run(result.run_dir, settings=settings, progress=progress, report=False)
     write_report(result.run_dir)
     return result
 

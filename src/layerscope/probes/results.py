@@ -4,9 +4,10 @@ its results become records (phase ``"probe"``; statistics ``probe_train_acc`` /
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from layerscope.store.sqlite import SQLiteSink
 
 __all__ = [
     "PROBE_PHASE",
+    "PROBE_PRESETS",
     "ProbeResult",
     "ProbeResults",
     "ProbeSettings",
@@ -35,12 +37,17 @@ PROBE_PHASE = "probe"
 class ProbeSettings:
     """Everything that decides a probe's result (and its cache key).
 
-    Defaults: the torch L-BFGS solver, sklearn's C = 1 and tol = 1e-4, standardised float32
-    features. ``solver="saga"`` with ``max_iter=100`` is the dissertation's recipe (6.2.5).
+    Defaults (the ``"standardized"`` preset): the torch L-BFGS solver, sklearn's C = 1 and
+    tol = 1e-4, standardised float32 features. ``ProbeSettings.preset("dissertation")`` is the
+    dissertation's recipe (6.2.5, 8.3.1): SAGA for 100 epochs on raw, unstandardised features.
 
     Example:
         >>> ProbeSettings(solver="saga").check().probe()
         LogisticProbe(C=1.0, solver='saga', tol=0.0001, max_iter=None, standardize=True)
+        >>> ProbeSettings.preset("dissertation").probe()
+        LogisticProbe(C=1.0, solver='saga', tol=0.0001, max_iter=100, standardize=False)
+        >>> ProbeSettings().preset_name, ProbeSettings(C=2.0).preset_name
+        ('standardized', 'custom')
     """
 
     solver: str = DEFAULT_SOLVER
@@ -63,6 +70,37 @@ class ProbeSettings:
             random_state=self.random_state,
         )
 
+    @classmethod
+    def preset(cls, name: str, **changes) -> ProbeSettings:
+        """The settings of preset ``name`` (:data:`PROBE_PRESETS`), with ``changes`` applied."""
+        if name not in PROBE_PRESETS:
+            close = difflib.get_close_matches(str(name), list(PROBE_PRESETS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ProbeSettingsError(
+                f"unknown probe preset {name!r}; choose one of {sorted(PROBE_PRESETS)}.{hint} "
+                f"(config key probe_preset, CLI flag --preset)"
+            )
+        return replace(PROBE_PRESETS[name], **changes)
+
+    @property
+    def preset_name(self) -> str:
+        """The name of the preset these settings equal, else ``"custom"``."""
+        return next((n for n, p in PROBE_PRESETS.items() if p == self), "custom")
+
+    def describe(self) -> str:
+        """One line for reports and command output.
+
+        Example:
+            >>> ProbeSettings.preset("dissertation").describe()
+            'dissertation preset: saga, 100 epochs, raw features, C=1'
+        """
+        iterations = "solver default" if self.max_iter is None else f"{self.max_iter} epochs"
+        if self.solver != "saga" and self.max_iter is not None:
+            iterations = f"{self.max_iter} iterations"
+        features = "standardised features" if self.standardize else "raw features"
+        return (f"{self.preset_name} preset: {self.solver}, {iterations}, {features}, "
+                f"C={self.C:g}")  # fmt: skip
+
     def check(self) -> ProbeSettings:
         """Validate now (before any extraction or process starts); returns self.
 
@@ -82,6 +120,16 @@ class ProbeSettings:
                 f"random_state must be an int or None, got {self.random_state!r}"
             )
         return self
+
+
+#: Named probe settings. ``"standardized"`` (the default) standardises features, which
+#: conditions the problem and makes C mean the same for every layer; ``"dissertation"`` is the
+#: recipe of the dissertation (6.2.5, 8.3.1): sklearn's SAGA for 100 epochs on raw features. On
+#: low-variance layers raw features can score far lower (docs/probes.md).
+PROBE_PRESETS: dict[str, ProbeSettings] = {
+    "standardized": ProbeSettings(),
+    "dissertation": ProbeSettings(solver="saga", max_iter=100, standardize=False),
+}
 
 
 @dataclass(frozen=True)
@@ -114,8 +162,9 @@ class ProbeResults:
         >>> results = ProbeResults("run", "avg4", ProbeSettings(), (r,), {"test": 0.85})
         >>> results.table()[["layer", "test_acc"]].to_dict("records")
         [{'layer': 'fc', 'test_acc': 0.8}]
-        >>> [(x.statistic, x.value) for x in results.records(epoch=3)][:2]
-        [('probe_train_acc', 0.9), ('probe_test_acc', 0.8)]
+        >>> [(x.statistic, x.value) for x in results.records(epoch=3)]  # doctest: +NORMALIZE_WHITESPACE
+        [('probe_train_acc', 0.9), ('probe_test_acc', 0.8), ('model_test_acc', 0.85),
+         ('probe_standardized', 1.0), ('probe_dissertation_preset', 0.0)]
     """
 
     run: str
@@ -131,7 +180,9 @@ class ProbeResults:
         return pd.DataFrame(rows, columns=columns)
 
     def records(self, epoch: int, phase: str | None = None, run: str | None = None) -> list[Record]:
-        """Tidy records of whole-layer probes and of the model's accuracies."""
+        """Tidy records of whole-layer probes, of the model's accuracies, and of the recipe:
+        model-level ``probe_standardized`` (1 or 0) and ``probe_dissertation_preset`` (1 when
+        the settings are the ``"dissertation"`` preset), which the report names."""
         phase = phase or probe_phase(self.reduction)
         run = run or self.run
         now = time.time()
@@ -152,6 +203,12 @@ class ProbeResults:
                         run, epoch, phase, None, None, f"model_{split}_acc", float(accuracy), now
                     )
                 )
+        recipe = {
+            "probe_standardized": float(self.settings.standardize),
+            "probe_dissertation_preset": float(self.settings.preset_name == "dissertation"),
+        }
+        for statistic, value in recipe.items():
+            rows.append(Record(run, epoch, phase, None, None, statistic, value, now))
         return rows
 
 
@@ -181,10 +238,10 @@ def write_probe_records(
         >>> from pathlib import Path
         >>> path = Path(tempfile.mkdtemp()) / "records.sqlite"
         >>> write_probe_records(path, results, epoch=1), write_probe_records(path, results, epoch=1)
-        (3, 3)
+        (5, 5)
         >>> from layerscope.store import load
         >>> len(load(path))
-        3
+        5
     """
     rows = results.records(epoch, run=run)
     layers = sorted({r.layer for r in results.results})

@@ -152,9 +152,21 @@ def saturation_and_probes(df: pd.DataFrame, phase: str = "probe") -> Figure:
     right.set_ylabel("probe accuracy")
     _layer_axis(axes, names)
     axes.grid(alpha=0.3)
-    axes.set_title(f"Saturation and probe accuracy per layer, epoch {probe_epoch}")
+    recipe = _probe_recipe(df[(df.phase == phase) & (df.epoch == probe_epoch)])
+    axes.set_title(f"Saturation and probe accuracy per layer, epoch {probe_epoch}{recipe}")
     figure.legend(handles=handles, fontsize=8, loc="outside right upper")
     return figure
+
+
+def _probe_recipe(rows: pd.DataFrame) -> str:
+    """``" (probes: dissertation preset, raw features)"`` from the recipe records of
+    :meth:`~layerscope.probes.ProbeResults.records`; empty for stores written without them."""
+    values = rows[rows.layer.isna()].set_index("statistic").value
+    if "probe_standardized" not in values:
+        return ""
+    features = "standardised features" if values["probe_standardized"] else "raw features"
+    preset = "dissertation preset, " if values.get("probe_dissertation_preset") else ""
+    return f"\n(probes: {preset}{features})"
 
 
 def _probe_lines(axes, positions, probes: pd.DataFrame) -> list:
