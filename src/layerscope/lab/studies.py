@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from layerscope.errors import UnknownNameError
+from layerscope.errors import LayerscopeError, UnknownNameError
 from layerscope.store.atomic import atomic_write_text
 
 __all__ = [
@@ -132,10 +132,14 @@ def run_study(
     """
     path = find_study(name, folder)
     if path.suffix == ".toml":
-        from layerscope.lab.config import load_config
-        from layerscope.lab.experiment import run_experiment
+        from layerscope.lab.grid import run_experiment
 
-        run_experiment(load_config(path), progress=False)
+        failed = [job for job in run_experiment(path, progress=False) if job.status == "failed"]
+        if failed:
+            raise LayerscopeError(
+                f"study {name!r}: {len(failed)} run(s) failed; the first: {failed[0].first_line}"
+                " (each failed run's folder holds status.json with the whole error)"
+            )
         return path
     saved = sys.argv
     sys.argv = [str(path), *argv]
