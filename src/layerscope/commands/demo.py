@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="train a small CNN on digits with tracking; writes a run folder with a report",
         description="Train a small CNN on scikit-learn's digits (embedded, upsampled to 32x32) "
-        "with a Tracker, write a run folder (records.sqlite, figures/, report.html), and print "
-        "its path and a per-layer summary.",
+        "with a Tracker, write a run folder (config.json, checkpoints/, records.sqlite, figures/, "
+        "report.html) that every run-folder command takes, and print its path, a per-layer "
+        "summary and the commands to try next.",
     )
     parser.add_argument("--out", default="runs/demo", help="parent folder of the run (runs/demo)")
     parser.add_argument("--epochs", type=int, default=5)
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerscope.demo import run_demo, summary
+    from layerscope.demo import next_commands, run_demo, summary
 
     run_dir = run_demo(
         args.out,
@@ -35,4 +36,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"report:     {run_dir / 'report.html'}")
     print()
     print(summary(run_dir))
+    print()
+    print(next_commands(run_dir))
     return 0

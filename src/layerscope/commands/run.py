@@ -23,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     resume.add_argument("run_dir", help="the run folder (holds config.json)")
     resume.add_argument("--no-progress", action="store_true")
+    resume.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="train on to N epochs in all (extends a finished run)",
+    )
     resume.set_defaults(handler=resume_folder)
 
 
@@ -45,6 +51,9 @@ def run_config(args: argparse.Namespace) -> int:
 def resume_folder(args: argparse.Namespace) -> int:
     from layerscope.lab.experiment import resume_run
 
-    result = resume_run(args.run_dir, progress=not args.no_progress)
-    print(f"{result.status} {result.run_dir}")
+    result = resume_run(args.run_dir, progress=not args.no_progress, epochs=args.epochs)
+    if result.status == "skipped":
+        print(f"{result.run_dir} is finished; nothing to train (--epochs N trains on to N epochs)")
+    else:
+        print(f"{result.status} {result.run_dir}: trained {result.epochs_trained} epoch(s)")
     return 0

@@ -11,6 +11,7 @@ Runs execute locally in sequence.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -20,15 +21,17 @@ from pathlib import Path
 
 from layerscope.architecture.complexity import count_flops, count_parameters
 from layerscope.datasets import load_dataset
+from layerscope.errors import OptionError
 from layerscope.lab.config import RunConfig, load_config
 from layerscope.lab.probing import probe_run
 from layerscope.lab.runs import read_run_config
-from layerscope.lab.trainer import DONE_FILE, RunResult, build_model, train_run
+from layerscope.lab.trainer import CONFIG_FILE, DONE_FILE, RunResult, build_model, train_run
 from layerscope.report.html import write_report
+from layerscope.store.atomic import atomic_write_text
 from layerscope.store.records import make_records
 from layerscope.store.sqlite import SQLiteSink
 
-__all__ = ["record_model_size", "resume_run", "run_experiment", "run_one"]
+__all__ = ["extend_run", "record_model_size", "resume_run", "run_experiment", "run_one"]
 
 #: Phase of the model-size records.
 RUN_PHASE = "run"
@@ -115,6 +118,40 @@ def run_experiment(
     return results
 
 
-def resume_run(folder: str | os.PathLike, *, progress: bool = True) -> RunResult:
-    """Continue the run in ``folder`` from its last good checkpoint (its ``config.json``)."""
-    return run_one(read_run_config(folder), folder=Path(folder), progress=progress)
+def resume_run(
+    folder: str | os.PathLike, *, progress: bool = True, epochs: int | None = None
+) -> RunResult:
+    """Continue the run in ``folder`` from its last good checkpoint (its ``config.json``).
+
+    ``epochs`` (more than the config's) extends the run, also a finished one: its config.json
+    gets the new number of epochs and training continues from the newest checkpoint.
+    """
+    folder = Path(folder)
+    cfg = read_run_config(folder)
+    if epochs is not None and epochs != cfg.epochs:
+        cfg = extend_run(folder, epochs)
+    return run_one(cfg, folder=folder, progress=progress)
+
+
+def extend_run(folder: str | os.PathLike, epochs: int) -> RunConfig:
+    """Set the run folder's number of epochs to ``epochs`` (more than it has) so that resuming
+    trains on; a finished run is opened again (its done.json removed). Returns the new config.
+
+    Example:
+        >>> import tempfile
+        >>> extend_run(tempfile.mkdtemp(), 3)
+        Traceback (most recent call last):
+        ...
+        layerscope.errors.RunFolderError: ... is not a run folder: it has no config.json ...
+    """
+    folder = Path(folder)
+    cfg = read_run_config(folder)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < cfg.epochs:
+        raise OptionError(
+            f"--epochs {epochs} cannot shorten the run in {folder}: it is configured for "
+            f"{cfg.epochs} epochs; give --epochs N with N >= {cfg.epochs}"
+        )
+    cfg = dataclasses.replace(cfg, epochs=epochs)
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    (folder / DONE_FILE).unlink(missing_ok=True)
+    return cfg
