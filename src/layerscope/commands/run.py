@@ -45,13 +45,28 @@ def run_config(args: argparse.Namespace) -> int:
         accuracy = result.metrics.get("test_accuracy")
         shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else ""
         print(f"{result.status:<9} {result.run_dir}  {shown}".rstrip())
-    return 0
+    return _diverged_exit(results)
+
+
+def _diverged_exit(results) -> int:
+    """1 when a run diverged (a NaN or infinite loss), with one line saying which; else 0."""
+    import sys
+
+    diverged = [result for result in results if result.status == "diverged"]
+    if not diverged:
+        return 0
+    folders = ", ".join(str(result.run_dir) for result in diverged)
+    print(f"layerscope: {len(diverged)} of {len(results)} run(s) diverged (NaN or infinite loss): "
+          f"{folders}; see each folder's done.json and report.html", file=sys.stderr)  # fmt: skip
+    return 1
 
 
 def resume_folder(args: argparse.Namespace) -> int:
     from layerscope.lab.experiment import resume_run
 
     result = resume_run(args.run_dir, progress=not args.no_progress, epochs=args.epochs)
+    if result.status == "diverged":
+        return _diverged_exit([result])
     if result.status == "skipped":
         print(f"{result.run_dir} is finished; nothing to train (--epochs N trains on to N epochs)")
     else:

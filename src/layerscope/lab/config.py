@@ -170,6 +170,12 @@ class RunConfig:
     probes: bool = False
     # Data-loader worker processes; 0 loads in the training process.
     num_workers: int = field(default=0, metadata=rule(">= 0", lambda v: v >= 0))
+    # A NaN or infinite loss: "stop" ends the run at that epoch as diverged (non-zero exit);
+    # "continue" trains on (still marked diverged).
+    on_nonfinite: str = field(
+        default="stop",
+        metadata=rule("'stop' or 'continue'", lambda v: v in ("stop", "continue")),
+    )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RunConfig:

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Top-level keys that do not change what a run computes: left out of the default run id's hash.
-TECHNICAL_KEYS = ("logs_dir", "device", "num_workers", "probes", "run_id")
+TECHNICAL_KEYS = ("logs_dir", "device", "num_workers", "probes", "on_nonfinite", "run_id")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _RUN_ID_CHARS = re.compile(r"[A-Za-z0-9._=+,@-]+")
 
