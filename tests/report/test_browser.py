@@ -142,10 +142,8 @@ def test_the_index_in_a_browser(browser, runs, screenshots, width):
     assert page.locator("section#runs a[href$='report.html']").count() == 3
     # Sorting: click "seed" twice and the order of the seed column flips.
     column = [h.strip() for h in headers].index("seed")
-    seeds = (
-        "Array.from(document.querySelectorAll('section#runs tbody tr')).map(r => r.cells[%d].textContent)"
-        % column
-    )
+    rows_js = "Array.from(document.querySelectorAll('section#runs tbody tr'))"
+    seeds = f"{rows_js}.map(r => r.cells[{column}].textContent)"
     page.locator("section#runs th").nth(column).click()
     ascending = page.evaluate(seeds)
     page.locator("section#runs th").nth(column).click()
