@@ -72,6 +72,10 @@ def test_on_nonfinite_continue_trains_every_epoch_and_still_says_diverged(tmp_pa
     assert sorted(set(load(folder).epoch)) == [0, 1, 2]
     assert _strict(folder / "done.json")["epoch"] == 1
     assert (folder / "checkpoints" / "epoch-0002.pt").is_file()
+    # NaN weights: every batch of the last epoch was rejected; the layer table says so.
+    assert load(folder).query("statistic == 'saturation' and epoch == 2").empty
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert page.count("no statistics at epoch 3: every batch NaN/inf") == 2  # conv and head
 
 
 def test_on_nonfinite_is_checked_and_does_not_change_the_run_id(tmp_path):

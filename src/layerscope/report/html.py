@@ -85,7 +85,23 @@ def layer_table(
         table["r_max"] = [fields.get(n, {}).get("r_max") for n in order]
         unproductive = set(architecture.get("unproductive", []))
         table["unproductive"] = ["yes" if n in unproductive else "" for n in order]
+    missing = _without_statistics(df, order)
+    if missing:
+        last = int(df[df.phase == "epoch"].epoch.max()) + 1
+        table["note"] = [f"no statistics at epoch {last}: every batch NaN/inf, or it did not run"
+                         if n in missing else "" for n in order]  # fmt: skip
     return table
+
+
+def _without_statistics(df: pd.DataFrame, order: Sequence[str]) -> set[str]:
+    """Layers with no saturation in the last epoch that has per-epoch values (a diverged
+    epoch's layers whose every batch was rejected as non-finite)."""
+    epochs = df[df.phase == "epoch"].epoch
+    if epochs.empty:
+        return set()
+    last = epochs.max()
+    rows = df[(df.statistic == "saturation") & (df.epoch == last) & df.layer.notna()]
+    return {name for name in order if name not in set(rows.layer)}
 
 
 #: Per-epoch columns in this order (then the rest alphabetically), with their units.
