@@ -19,19 +19,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress, no epoch lines")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from layerscope.demo import next_commands, run_demo, summary
+    from layerscope.lab.console import quiet
 
-    run_dir = run_demo(
-        args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
+    with quiet(args.quiet):
+        run_dir = run_demo(
+            args.out,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not (args.no_progress or args.quiet),
+        )
     print(f"run folder: {run_dir}")
     print(f"report:     {run_dir / 'report.html'}")
     print()

@@ -13,8 +13,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run resumes from its last checkpoint when the same command runs again.",
     )
     run.add_argument("config", help="the config file")
-    run.add_argument("--dry-run", action="store_true", help="print the expanded runs and stop")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, repeatable: --set epochs=2 --set optimizer.lr=0.01 "
+        "(a list sweeps, as in the file: --set 'seed=[0, 1]')",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the expanded runs and where each stands (new, finished, resumes at epoch "
+        "k, clashes) and stop",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress, no epoch lines")
     run.set_defaults(handler=run_config)
 
     resume = subparsers.add_parser(
@@ -22,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue an interrupted run from its last good checkpoint",
     )
     resume.add_argument("run_dir", help="the run folder (holds config.json)")
-    resume.add_argument("--no-progress", action="store_true")
+    resume.add_argument("--no-progress", action="store_true", help="no progress bars")
+    resume.add_argument("-q", "--quiet", action="store_true", help="no progress, no epoch lines")
     resume.add_argument(
         "--epochs",
         type=int,
@@ -32,19 +47,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resume.set_defaults(handler=resume_folder)
 
 
-def run_config(args: argparse.Namespace) -> int:
-    from layerscope.lab.config import describe_runs, load_config
-    from layerscope.lab.experiment import run_experiment
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs applied to a config mapping (dotted keys reach into sections;
+    ``optimizer = "sgd"`` becomes ``{name = "sgd"}`` when one of its keys is set).
 
-    configs = load_config(args.config)
+    Example:
+        >>> apply_overrides({"model": "vgg11", "optimizer": "sgd"}, ["optimizer.lr=0.1", "epochs=2"])
+        {'model': 'vgg11', 'optimizer': {'name': 'sgd', 'lr': 0.1}, 'epochs': 2}
+    """
+    from layerscope.commands.rf import parse_option
+
+    config = dict(config)
+    for text in overrides:
+        key, value = parse_option(text)
+        *sections, name = key.split(".")
+        node = config
+        for section in sections:
+            inner = node.get(section)
+            if isinstance(inner, str):  # the shorthand optimizer = "adam"
+                inner = {"name": inner}
+            node[section] = dict(inner) if isinstance(inner, dict) else {}
+            node = node[section]
+        node[name] = value
+    return config
+
+
+def run_config(args: argparse.Namespace) -> int:
+    from layerscope.lab.config import load_config
+    from layerscope.lab.config_files import read_config_file
+    from layerscope.lab.console import quiet
+    from layerscope.lab.experiment import run_experiment
+    from layerscope.lab.plan import describe_plan
+
+    if args.set:
+        mapping = apply_overrides(read_config_file(args.config), args.set)
+        configs = load_config(mapping, source=f"{args.config} with --set {' '.join(args.set)}")
+    else:
+        configs = load_config(args.config)
     if args.dry_run:
-        print(describe_runs(configs))
+        print(describe_plan(configs))
         return 0
-    results = run_experiment(configs, progress=not args.no_progress)
+    with quiet(args.quiet):
+        results = run_experiment(configs, progress=not (args.no_progress or args.quiet))
     for result in results:
         accuracy = result.metrics.get("test_accuracy")
-        shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else ""
-        print(f"{result.status:<9} {result.run_dir}  {shown}".rstrip())
+        shown = f"  test accuracy {accuracy:.4f}" if accuracy is not None else ""
+        print(f"{result.status:<9} {result.run_dir / 'report.html'}{shown}")
     return _diverged_exit(results)
 
 
@@ -62,13 +110,17 @@ def _diverged_exit(results) -> int:
 
 
 def resume_folder(args: argparse.Namespace) -> int:
+    from layerscope.lab.console import quiet
     from layerscope.lab.experiment import resume_run
 
-    result = resume_run(args.run_dir, progress=not args.no_progress, epochs=args.epochs)
+    with quiet(args.quiet):
+        result = resume_run(args.run_dir, progress=not (args.no_progress or args.quiet),
+                            epochs=args.epochs)  # fmt: skip
     if result.status == "diverged":
         return _diverged_exit([result])
     if result.status == "skipped":
         print(f"{result.run_dir} is finished; nothing to train (--epochs N trains on to N epochs)")
     else:
-        print(f"{result.status} {result.run_dir}: trained {result.epochs_trained} epoch(s)")
+        print(f"{result.status} {result.run_dir}: trained {result.epochs_trained} epoch(s); "
+              f"report {result.run_dir / 'report.html'}")  # fmt: skip
     return 0

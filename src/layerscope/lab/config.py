@@ -234,11 +234,14 @@ def _swept_keys(dicts: Sequence[Mapping]) -> list[str]:
     ]
 
 
-def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
+def load_config(
+    config: str | Path | Mapping[str, Any], *, source: str | None = None
+) -> list[RunConfig]:
     """Read a config file (or take a mapping), expand its grid, validate and resolve every run.
 
     Raises :class:`~layerscope.errors.ConfigError` (or its subclasses) naming the file, the run
     of the grid and the key when anything is wrong, and when two runs would share a folder.
+    ``source`` names a mapping's origin in those messages (a path names itself).
 
     Example:
         >>> from layerscope.registry import MODELS
@@ -252,7 +255,6 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
         layerscope.errors.ConfigTypeError: config: key 'optimizer.lr' = 'high' (str) should be a number or none
         >>> _ = MODELS.remove("doc_cnn")
     """
-    source = None
     if isinstance(config, (str, PathLike)):
         source = str(config)
         config = read_config_file(config)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from layerscope.architecture.fields import receptive_field
 from layerscope.datasets import load_dataset
 from layerscope.errors import LayerscopeError, OptionError
 from layerscope.lab.config import RunConfig, load_config
+from layerscope.lab.console import say
 from layerscope.lab.probing import probe_run
 from layerscope.lab.runs import read_run_config
 from layerscope.lab.trainer import CONFIG_FILE, DONE_FILE, RunResult, build_model, train_run
@@ -166,12 +166,11 @@ def run_experiment(
     results = []
     for index, cfg in enumerate(configs, start=1):
         result = run_one(cfg, position=(index, len(configs)), progress=progress)
-        if progress and result.status == "skipped":
-            print(f"run {index}/{len(configs)}: {result.run_dir} is finished; skipped",
-                  file=sys.stderr)  # fmt: skip
-        elif progress and result.status == "diverged" and not result.epochs_trained:
-            print(f"run {index}/{len(configs)}: {result.run_dir} diverged before; skipped "
-                  f"(its done.json says where)", file=sys.stderr)  # fmt: skip
+        if result.status == "skipped":
+            say(f"run {index}/{len(configs)}: {result.run_dir} is finished; skipped")
+        elif result.status == "diverged" and not result.epochs_trained:
+            say(f"run {index}/{len(configs)}: {result.run_dir} diverged before; skipped "
+                f"(its done.json says where)")  # fmt: skip
         results.append(result)
     return results
 

@@ -50,6 +50,7 @@ from layerscope.lab.checkpoint import (
 from layerscope.lab.config import RunConfig, format_width, resolve_device, run_dir
 from layerscope.lab.config_check import flatten_keys
 from layerscope.lab.config_resolve import technical_paths
+from layerscope.lab.console import say, show_bars
 from layerscope.lab.optimizers import step_schedule
 from layerscope.registry import METRICS, MODELS, OPTIMIZERS
 from layerscope.report.live import ReportWriter
@@ -173,7 +174,8 @@ def run_epoch(
     totals = {name: torch.zeros((), dtype=torch.float64, device=device)
               for name in ["loss", *metrics]}  # fmt: skip
     seen = 0
-    bar = tqdm(loader, desc=description, leave=False, disable=not progress, file=sys.stderr)
+    bar = tqdm(loader, desc=description, leave=False, disable=not show_bars(progress),
+               file=sys.stderr)  # fmt: skip
     with torch.set_grad_enabled(training):
         for inputs, targets in bar:
             inputs, targets = inputs.to(device), targets.to(device)
@@ -211,9 +213,10 @@ def _restore(checkpoints: Path, state: _TrainingState, progress: bool) -> int:
         atomic_save(checkpoints / "initial.pt", lambda f: torch.save(weights, f))
         return 0
     state.load(checkpoint.state)
-    if progress:
-        print(f"resuming {checkpoints.parent} from epoch {checkpoint.epoch + 2} "
-              f"({checkpoint.path.name})", file=sys.stderr)  # fmt: skip
+    say(
+        f"resuming {checkpoints.parent} at epoch {checkpoint.epoch + 2} (from "
+        f"{checkpoint.path.name}, epoch {checkpoint.epoch + 1} done)"
+    )
     return checkpoint.epoch + 1
 
 
@@ -244,7 +247,8 @@ def train_run(
         folder: the run folder; default ``run_dir(cfg)`` (relative to the working directory
             when ``logs_dir`` is).
         position: (index, total) of the run in its grid, for the progress bar.
-        progress: show progress bars (stderr).
+        progress: show progress bars (stderr, on a terminal only; epoch summary lines are
+            printed either way, except inside :func:`layerscope.lab.console.quiet`).
         after_epoch: called with the epoch index after each epoch's checkpoint is saved.
 
     Returns:
@@ -324,7 +328,7 @@ def _train_epochs(cfg, state, data, folder: Path, start: int, last: dict, label:
                 bad = nonfinite_metrics(last)
                 if bad and diverged is None:
                     diverged = (epoch, _divergence(cfg, epoch, bad, lr))
-                    print(f"{folder}: {diverged[1]}", file=sys.stderr)
+                    say(f"{folder}: {diverged[1]}")
                     if cfg.on_nonfinite == "stop":  # no checkpoint of non-finite weights
                         return last, diverged, epoch + 1 - start
                 save_checkpoint(checkpoints, epoch, state.checkpoint())
@@ -396,10 +400,10 @@ class _TrainingState:
         values = {f"train_{k}": v for k, v in train.items()}
         values |= {f"test_{k}": v for k, v in test.items()}
         tracker.end_epoch(**values, lr=lr, seconds=time.perf_counter() - started)
-        if progress:
-            print(f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
-                  + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss"),
-                  file=sys.stderr)  # fmt: skip
+        say(
+            f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
+            + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss")
+        )
         return values
 
     def checkpoint(self) -> dict:
