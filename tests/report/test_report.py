@@ -89,3 +89,7 @@ def test_index_over_runs_has_one_row_per_run_and_the_s_mu_figure(tmp_path, capsy
     page = (tmp_path / "index.html").read_text()
     assert "href='w0.5/report.html'" in page and "data:image/png;base64," in page
     assert "w0.5" in capsys.readouterr().out
+    assert "status" in page and "recorded (1 epoch)" in page  # the status column
+    (tmp_path / "w0.5" / "report.html").unlink()
+    assert main(["report", str(tmp_path), "--index-only"]) == 0
+    assert not (tmp_path / "w0.5" / "report.html").exists()  # only the index was written

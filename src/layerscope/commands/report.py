@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "saturation against test accuracy.",
     )
     parser.add_argument("path", help="a run folder or a folder of run folders")
+    parser.add_argument(
+        "--index-only",
+        action="store_true",
+        help="for a folder of runs: write index.html only, not each run's report",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if len(stores) == 1 and stores[0].parent == path:
         print(write_report(path))
         return 0
-    print(write_index(path))
+    print(write_index(path, run_reports=not args.index_only))
     summary = run_summary(path)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
