@@ -64,11 +64,11 @@ from layerscope.lab.config_check import (
 from layerscope.lab.config_files import read_config_file
 from layerscope.lab.config_resolve import (
     DEVICE,
-    TECHNICAL_KEYS,
     format_width,
     plain,
     resolve,
     resolve_device,
+    sequence_arguments,
 )
 from layerscope.tracking.options import TrackerOptions, rule
 
@@ -216,7 +216,7 @@ def expand(config: Mapping[str, Any], *, source: str | None = None) -> list[dict
         >>> runs[0]["metrics"]
         ['accuracy', 'top5']
     """
-    return expand_mapping(config, Context(RunConfig, source))
+    return expand_mapping(sequence_arguments(config), Context(RunConfig, source))
 
 
 def _describe_combo(run: Mapping, swept: Sequence[str]) -> str:
@@ -258,7 +258,7 @@ def load_config(
     if isinstance(config, (str, PathLike)):
         source = str(config)
         config = read_config_file(config)
-    raw_runs = expand_mapping(config, Context(RunConfig, source))
+    raw_runs = expand_mapping(sequence_arguments(config), Context(RunConfig, source))
     swept = _swept_keys(raw_runs)
     runs = []
     for index, raw in enumerate(raw_runs):
@@ -272,11 +272,15 @@ def load_config(
         folder = run_dir(run)
         if folder in folders:
             first = folders[folder]
+            a, b = flatten_keys(runs[first].to_dict()), flatten_keys(run.to_dict())
+            differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            how = (f"They differ only in {', '.join(differ)}, which run_id does not tell apart"
+                   if differ else "They are identical")  # fmt: skip
+            example = differ[0] if differ else "seed"
             raise ConfigError(
                 f"config {source or '<mapping>'}: runs {first + 1} and {index + 1} would both write "
-                f"to {folder}. They differ only in {', '.join(TECHNICAL_KEYS[:-1])} or not at all; "
-                f"drop the duplicate, or make run_id tell them apart, e.g. run_id = "
-                f'"{{num_workers}}-{{hash}}"'
+                f"to {folder}. {how}; drop the duplicate, or make run_id tell them apart, e.g. "
+                f'run_id = "{{{example}}}-{{hash}}"'
             )
         folders[folder] = index
     return runs
