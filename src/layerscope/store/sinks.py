@@ -31,7 +31,16 @@ from layerscope.store.records import Record
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SINKS", "MemorySink", "Sink", "SinkFormat", "close_all", "make_sink", "store_formats"]
+__all__ = [
+    "SINKS",
+    "MemorySink",
+    "Sink",
+    "SinkFormat",
+    "close_all",
+    "make_sink",
+    "store_formats",
+    "with_readable_store",
+]
 
 
 @runtime_checkable
@@ -150,6 +159,26 @@ def make_sink(spec: str | Sink, run_dir: str | os.PathLike | None) -> Sink:
             f"write/flush/close, got {type(spec).__name__}"
         )
     return spec
+
+
+def with_readable_store(specs: Iterable[str | Sink], run_dir) -> tuple[str | Sink, ...]:
+    """``specs`` with ``"sqlite"`` added in front when a run folder is given and none of them
+    is a format that can be read back: write-only sinks (``"tensorboard"``, sink objects) add
+    to the store, they do not replace it, so :func:`~layerscope.store.load` and the reports
+    still find the records.
+
+    Example:
+        >>> with_readable_store(["tensorboard"], "runs/x")
+        ('sqlite', 'tensorboard')
+        >>> with_readable_store(["csv"], "runs/x"), with_readable_store(["tensorboard"], None)
+        (('csv',), ('tensorboard',))
+    """
+    specs = tuple(specs)
+    if run_dir is None:
+        return specs
+    readable = any(isinstance(s, str) and s in SINKS and SINKS.get(s).reader is not None
+                   for s in specs)  # fmt: skip
+    return specs if readable else ("sqlite", *specs)
 
 
 def close_all(sinks: Iterable[Sink]) -> None:

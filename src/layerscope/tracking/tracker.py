@@ -41,7 +41,7 @@ from layerscope.stats.spectrum import SpectrumStatistics
 from layerscope.store.folder import write_layers, write_run_info
 from layerscope.store.records import Record, make_records
 from layerscope.store.runs import records_frame, stored_epochs
-from layerscope.store.sinks import Sink, close_all, make_sink
+from layerscope.store.sinks import Sink, close_all, make_sink, with_readable_store
 from layerscope.tracking.extensions import (
     StatisticFactory,
     TrackerCallback,
@@ -166,7 +166,7 @@ class Tracker:
             sinks = ("sqlite",) if self.run_dir is not None else ()
         if self.run_dir is not None:
             self._refuse_existing_records()
-        for spec in sinks:
+        for spec in with_readable_store(sinks, self.run_dir):  # tensorboard adds to sqlite
             self._sinks.append(make_sink(spec, self.run_dir))
 
     def _refuse_existing_records(self) -> None:
