@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerscope.architecture.display import field_html, field_repr
 from layerscope.architecture.growth import INF, bounds, is_global, propagate
 from layerscope.architecture.ops import Op, Trace
 from layerscope.architecture.tracing import example_input, trace
@@ -339,30 +340,8 @@ class ReceptiveField:
 
     # -- reading results
 
-    def __repr__(self) -> str:
-        """Its arguments and, once fitted, the layers and border layers found.
-
-        Example:
-            >>> ReceptiveField(input_size=6)
-            ReceptiveField(input_size=6, not fitted)
-            >>> convs = [nn.Conv2d(1 if i == 0 else 2, 2, 5, padding=2) for i in range(3)]
-            >>> ReceptiveField(input_size=6).fit(nn.Sequential(*convs))
-            ReceptiveField(input_size=6, 3 layers, b_min='2', b_max='2', tracer='fx')
-        """
-        if not hasattr(self, "fields_"):
-            return f"ReceptiveField(input_size={self.input_size!r}, not fitted)"
-        b_min = self.border_min_.name if self.border_min_ is not None else None
-        b_max = self.border_max_.name if self.border_max_ is not None else None
-        return (f"ReceptiveField(input_size={self.input_size!r}, {len(self.fields_)} layers, "
-                f"b_min={b_min!r}, b_max={b_max!r}, tracer={self.tracer_!r})")  # fmt: skip
-
-    def _repr_html_(self) -> str:
-        """The summary and the per-layer table, in a notebook."""
-        import html
-
-        if not hasattr(self, "fields_"):
-            return f"<p>{html.escape(repr(self))}</p>"
-        return f"<p>{html.escape(repr(self))}</p>" + self.to_frame().to_html(index=False)
+    __repr__ = field_repr
+    _repr_html_ = field_html
 
     def __getitem__(self, name: str) -> LayerField:
         """The :class:`LayerField` of a recorded layer or operation, by name."""

@@ -63,6 +63,12 @@ __all__ = [
 ]
 
 
+def _table_html(result, index, columns) -> str:
+    """A result's summary above its values as a table (notebooks)."""
+    frame = pd.DataFrame(result.values, index=list(index), columns=list(columns))
+    return f"<p>{html.escape(repr(result))}</p>" + frame.to_html(float_format="{:.3f}".format)
+
+
 @dataclass(frozen=True, eq=False)
 class SimilarityMatrix:
     """A layer x layer similarity matrix.
@@ -84,19 +90,12 @@ class SimilarityMatrix:
     spatial: str
 
     def __repr__(self) -> str:
-        """A one-line summary (the values are in ``values`` / :meth:`to_frame`).
-
-        Example:
-            >>> SimilarityMatrix(np.eye(2), ("a", "b"), ("a", "b"), "cka", 100, "flatten")
-            SimilarityMatrix(cka, 2 x 2 layers, 100 samples, spatial=flatten)
-        """
+        """Example: ``SimilarityMatrix(cka, 2 x 2 layers, 100 samples, spatial=flatten)``."""
         return (f"SimilarityMatrix({self.measure}, {len(self.rows)} x {len(self.cols)} layers, "
                 f"{self.num_samples} samples, spatial={self.spatial})")  # fmt: skip
 
     def _repr_html_(self) -> str:
-        """The matrix as a table in a notebook (rows: first model's layers)."""
-        frame = pd.DataFrame(self.values, index=list(self.rows), columns=list(self.cols))
-        return f"<p>{html.escape(repr(self))}</p>" + frame.to_html(float_format="{:.3f}".format)
+        return _table_html(self, self.rows, self.cols)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows: ``layer_a, layer_b, measure, value``."""
@@ -132,20 +131,11 @@ class SimilarityOverEpochs:
     reference_epoch: int
 
     def __repr__(self) -> str:
-        """A one-line summary.
-
-        Example:
-            >>> SimilarityOverEpochs(np.ones((2, 1)), (1, 2), ("fc",), "cka", 50, "flatten", 2)
-            SimilarityOverEpochs(cka, 2 epochs x 1 layers, reference epoch 2, 50 samples)
-        """
         return (f"SimilarityOverEpochs({self.measure}, {len(self.epochs)} epochs x "
-                f"{len(self.layers)} layers, reference epoch {self.reference_epoch}, "
-                f"{self.num_samples} samples)")  # fmt: skip
+                f"{len(self.layers)} layers, reference epoch {self.reference_epoch})")  # fmt: skip
 
     def _repr_html_(self) -> str:
-        """Epochs x layers as a table in a notebook."""
-        frame = pd.DataFrame(self.values, index=list(self.epochs), columns=list(self.layers))
-        return f"<p>{html.escape(repr(self))}</p>" + frame.to_html(float_format="{:.3f}".format)
+        return _table_html(self, self.epochs, self.layers)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows: ``epoch, layer, measure, value``."""
