@@ -34,6 +34,10 @@ def test_set_overrides_keys_and_sweeps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("2 runs:") and "varying: seed" in out
     assert "run 1/2: new" in out and "run 2/2: new" in out and "/s2" in out
+    assert out.count("data digits at 8 px: present") == 1  # one line per distinct dataset
+    assert main(["run", str(path), "--dry-run", "--set", "dataset=cifar10", "--set",
+                 f"dataset_kwargs={{'root': '{tmp_path}'}}"]) == 0  # fmt: skip
+    assert "data cifar10 at 8 px: missing: " in capsys.readouterr().out
     assert apply_overrides({"optimizer": "sgd"}, ["optimizer.momentum=0"]) == {
         "optimizer": {"name": "sgd", "momentum": 0}
     }

@@ -1,5 +1,6 @@
 """What ``layerscope run CONFIG --dry-run`` says about each run before anything trains: new,
-finished, diverged, resumes at epoch k, or clashes with another config in its folder.
+finished, diverged, resumes at epoch k, or clashes with another config in its folder; and
+whether each dataset's data is present.
 
 Only file names and small JSON files are read (no checkpoint is loaded), so a dry run over a
 large grid is quick.
@@ -17,7 +18,7 @@ from layerscope.lab.config_check import flatten_keys
 from layerscope.lab.config_resolve import technical_paths
 from layerscope.store.folder import DONE_FILE, ERROR_FILE
 
-__all__ = ["describe_plan", "run_state"]
+__all__ = ["data_state", "describe_plan", "run_state"]
 
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.pt")
 
@@ -62,9 +63,35 @@ def run_state(cfg: RunConfig, folder: str | Path | None = None) -> str:
     return f"new{failed}" if not saved else f"starts again at epoch 1{failed}"
 
 
-def describe_plan(configs: Sequence[RunConfig]) -> str:
-    """:func:`~layerscope.lab.config.describe_runs` and, per run, its :func:`run_state`."""
+def data_state(cfg: RunConfig) -> str:
+    """Whether the run's data can be loaded: ``"present"`` or ``"missing: <why>"``.
+
+    Example:
+        >>> data_state(RunConfig(model="vgg11", run_id="r", resolution=8))
+        'present'
+    """
+    from layerscope.datasets import load_dataset
+    from layerscope.errors import LayerscopeError
+
+    try:
+        load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed, **cfg.dataset_kwargs)
+    except (LayerscopeError, OSError, ValueError) as error:
+        return f"missing: {error}"
+    return "present"
+
+
+def describe_plan(configs: Sequence[RunConfig], *, check_data: bool = True) -> str:
+    """:func:`~layerscope.lab.config.describe_runs`, per run its :func:`run_state`, and per
+    distinct dataset whether its data is there (:func:`data_state`)."""
     lines = [describe_runs(configs)]
     total = len(configs)
     lines += [f"  run {i}/{total}: {run_state(cfg)}" for i, cfg in enumerate(configs, start=1)]
+    if check_data:
+        seen: dict[str, str] = {}
+        for cfg in configs:
+            key = json.dumps([cfg.dataset, cfg.resolution, cfg.dataset_kwargs], sort_keys=True,
+                             default=str)  # fmt: skip
+            if key not in seen:
+                seen[key] = data_state(cfg)
+                lines.append(f"  data {cfg.dataset} at {cfg.resolution} px: {seen[key]}")
     return "\n".join(lines)
