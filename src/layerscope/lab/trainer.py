@@ -286,8 +286,8 @@ def train_run(
             "in_channels": data.in_channels, "input_size": data.input_size,
             "train_size": len(data.train), "test_size": len(data.test)},
             "device": str(state.device)}  # fmt: skip
-    if diverged:
-        done |= {"epoch": diverged[0] + 1, "message": diverged[1]}
+    if diverged:  # the reason only: the status says where ("diverged at epoch k of n: ...")
+        done |= {"epoch": diverged[0] + 1, "message": diverged[1].split(" at epoch ")[0]}
     atomic_write_json(folder / DONE_FILE, done)
     return RunResult(folder, "diverged" if diverged else "finished", trained, last)
 

@@ -171,7 +171,7 @@ def figure_html(path: Path, figure, caption: str, alt: str | None = None) -> str
     size = f" width='{width // 2}'" if width else ""
     encoded = base64.b64encode(data).decode()
     return (
-        f"<figure><img alt='{html.escape(alt or caption)}'{size} "
+        f"<figure id='figure-{html.escape(path.stem)}'><img alt='{html.escape(alt or caption)}'{size} "
         f"src='data:image/png;base64,{encoded}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )

@@ -98,7 +98,7 @@ def _value(key: str, value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(human(v) for v in value) or "[]"
     if isinstance(value, Mapping):
-        return ", ".join(f"{k} = {_value(k, v)}" for k, v in value.items()) or "{}"
+        return ", ".join(f"{k} = {json.dumps(v, default=str)}" for k, v in value.items()) or "{}"
     return human(value) if value is not None else "none"
 
 
@@ -150,7 +150,12 @@ def run_box(run_dir: str | os.PathLike, df: pd.DataFrame, layers: Sequence[dict]
     where = [("device", done.get("device", config.get("device", "?")))] if config else []
     where += [(name, versions[name]) for name in _VERSIONS if name in versions]
     parts = [f"<p>Status: {status_html(status)}</p>"]
-    parts.append("<h3>Config</h3>" + _facts(what, varying) if what else "")
+    main = [(k, v) for k, v in what if not k.startswith("tracker.")]
+    tracker = [(k, v) for k, v in what if k.startswith("tracker.")]
+    parts.append("<h3>Config</h3>" + _facts(main, varying) if main else "")
+    if tracker:
+        parts.append("<details><summary>tracker options</summary>"
+                     + _facts(tracker, varying) + "</details>")  # fmt: skip
     if varying:
         parts.append(f"<p class='note'>Highlighted: the keys that vary across the "
                      f"{len(sibling_configs(folder))} runs in this logs folder "
