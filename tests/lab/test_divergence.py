@@ -13,6 +13,7 @@ from layerscope.cli import main
 from layerscope.errors import ConfigError
 from layerscope.lab import load_config
 from layerscope.lab.experiment import run_one
+from layerscope.registry import MODELS
 from layerscope.store import load
 from layerscope.store.folder import read_status
 
@@ -116,3 +117,42 @@ def _mapping(tmp_path):
     return {"model": "tiny_test_net", "dataset": "digits", "resolution": 8, "epochs": 3,
             "batch_size": 128, "device": "cpu", "run_id": "r", "logs_dir": str(tmp_path / "logs"),
             "optimizer": {"name": "sgd", "lr": 1e30}}  # fmt: skip
+
+
+class _Failing:
+    """Builds tiny_test_net models whose forward fails from the n-th call on."""
+
+    def __init__(self, after):
+        self.after = after
+
+    def __call__(self, **kwargs):
+        from torch import nn
+
+        model = MODELS.get("tiny_test_net")(**kwargs)
+        calls = {"n": 0}
+
+        def hook(module, args):
+            calls["n"] += 1
+            if calls["n"] > self.after:
+                raise RuntimeError("simulated device failure")
+
+        model.register_forward_pre_hook(hook)
+        assert isinstance(model, nn.Module)
+        return model
+
+
+def test_a_failed_run_leaves_error_json_and_a_report_that_says_failed(tmp_path):
+    MODELS.add("failing_test_net", _Failing(after=20))  # 15 batches an epoch: fails in epoch 2
+    try:
+        cfg = load_config({**_mapping(tmp_path), "model": "failing_test_net",
+                           "optimizer": {"name": "sgd", "lr": 0.01}})[0]  # fmt: skip
+        with pytest.raises(RuntimeError, match="simulated device failure"):
+            run_one(cfg, progress=False)
+    finally:
+        MODELS.remove("failing_test_net")
+    folder = tmp_path / "logs" / "failing_test_net" / "digits" / "8" / "r"
+    error = _strict(folder / "error.json")
+    assert error["epoch"] == 2 and "simulated device failure" in error["message"]
+    assert str(read_status(folder)).startswith("failed at epoch 2 of 3: RuntimeError")
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "status-failed" in page and "simulated device failure" in page

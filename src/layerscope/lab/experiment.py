@@ -24,7 +24,7 @@ from layerscope.architecture.complexity import count_flops, count_parameters
 from layerscope.architecture.fields import receptive_field
 from layerscope.datasets import load_dataset
 from layerscope.errors import LayerscopeError, OptionError
-from layerscope.lab.config import RunConfig, load_config
+from layerscope.lab.config import RunConfig, load_config, run_dir
 from layerscope.lab.console import say
 from layerscope.lab.probing import probe_run
 from layerscope.lab.runs import read_run_config
@@ -32,6 +32,7 @@ from layerscope.lab.trainer import CONFIG_FILE, DONE_FILE, RunResult, build_mode
 from layerscope.report.html import write_report
 from layerscope.report.overview import ARCHITECTURE_FILE
 from layerscope.store.atomic import atomic_write_json
+from layerscope.store.folder import ERROR_FILE
 from layerscope.store.records import make_records
 from layerscope.store.sqlite import SQLiteSink
 
@@ -61,14 +62,27 @@ def run_one(
     Example (trains, so not run here; tests/lab/test_trainer.py runs it on a tiny model):
         ``run_one(load_config("examples/vgg_width_sweep.toml")[0])``
     """
-    result = train_run(cfg, folder=folder, position=position, progress=progress,
-                       after_epoch=after_epoch)  # fmt: skip
+    try:
+        result = train_run(cfg, folder=folder, position=position, progress=progress,
+                           after_epoch=after_epoch)  # fmt: skip
+    except Exception:
+        _report_failure(Path(folder) if folder is not None else run_dir(cfg))
+        raise
     record_model_size(result.run_dir, cfg)
     record_architecture(result.run_dir, cfg)
     if cfg.probes and result.status != "diverged":  # cached probes are not refitted
         probe_run(result.run_dir, progress=progress, report=False)
     write_report(result.run_dir)
     return result
+
+
+def _report_failure(folder: Path) -> None:
+    """Rewrite the report of a run whose training failed, so that it says so (error.json)."""
+    if (folder / ERROR_FILE).is_file() and (folder / "records.sqlite").is_file():
+        try:
+            write_report(folder)
+        except Exception as error:  # the training error matters more than the report's
+            say(f"{folder}: the report could not be rewritten after the failure ({error})")
 
 
 def record_model_size(run_dir: str | os.PathLike, cfg: RunConfig | None = None) -> dict:

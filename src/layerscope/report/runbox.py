@@ -54,19 +54,28 @@ def run_config(run_dir: str | os.PathLike) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def sibling_configs(run_dir: str | os.PathLike) -> list[dict]:
-    """Configs of the runs in the same ``logs_dir`` (``<logs_dir>/<model>/<dataset>/<res>/<id>``),
-    this one included; [] when the folder is not laid out that way."""
+def sibling_configs(run_dir: str | os.PathLike, limit: int = 500) -> list[dict]:
+    """Configs of the runs beside this one, this one included: the runs of the same
+    ``logs_dir`` when the folder is laid out as ``<logs_dir>/<model>/<dataset>/<res>/<run_id>``,
+    else the run folders in the same parent folder (the demo's ``runs/demo/<date-time>``)."""
     folder = Path(run_dir).resolve()
     config = run_config(folder)
-    if not config or len(folder.parents) < 4:
+    if not config:
         return []
-    root = folder.parents[3]
+    layout = [str(config.get(k)) for k in ("model", "dataset", "resolution", "run_id")]
+    names = [p.name for p in (folder.parents[2], folder.parents[1], folder.parent)] + [folder.name] \
+        if len(folder.parents) >= 4 else []  # fmt: skip
+    root, pattern = ((folder.parents[3], "*/*/*/*/config.json") if names == layout
+                     else (folder.parent, "*/config.json"))  # fmt: skip
     found = []
-    for path in sorted(root.glob("*/*/*/*/config.json"))[:500]:
+    try:
+        paths = sorted(root.glob(pattern))[:limit]
+    except OSError:
+        return [config]
+    for path in paths:
         try:
             found.append(json.loads(path.read_text(encoding="utf-8")))
-        except ValueError:
+        except (OSError, ValueError):
             continue
     return found
 
@@ -138,7 +147,8 @@ def run_box(run_dir: str | os.PathLike, df: pd.DataFrame, layers: Sequence[dict]
     done = _done(folder)
     config = run_config(folder)
     data = done.get("data", {})
-    varying = varying_keys(sibling_configs(folder)) if config else []
+    siblings = sibling_configs(folder) if config else []
+    varying = varying_keys(siblings)
     flat = flat_config(config)
     order = [k for k in _FIRST if k in flat] + sorted(k for k in flat if k not in _FIRST)
     what = [("model", info.get("model", "?"))] if not config else []
@@ -158,7 +168,7 @@ def run_box(run_dir: str | os.PathLike, df: pd.DataFrame, layers: Sequence[dict]
                      + _facts(tracker, varying) + "</details>")  # fmt: skip
     if varying:
         parts.append(f"<p class='note'>Highlighted: the keys that vary across the "
-                     f"{len(sibling_configs(folder))} runs in this logs folder "
+                     f"{len(siblings)} runs beside this one "
                      f"({html.escape(', '.join(varying))}).</p>")  # fmt: skip
     size = [("recorded layers", len(layers)), ("epochs recorded", epochs), *_model_size(df)]
     parts.append("<h3>Data and model</h3>" + _facts(sizes + size))
