@@ -30,6 +30,16 @@ def test_demo_command_writes_a_run_folder_and_prints_a_summary(tmp_path, capsys)
     assert (cfg.model, cfg.dataset, cfg.epochs, cfg.optimizer.lr) == ("demo_cnn", "digits", 1, 2e-3)
     assert run_checkpoint(run_dir).epoch == 0
     assert json.loads((run_dir / "done.json").read_text())["epochs"] == 1
+    # Receptive fields for the report, against the closed form r_l = r_(l-1) + (k - 1) * jump
+    # (3x3 convolutions, 2x2 pools): 3, 5, (pool 6) 10, (pool 12) 20, then global.
+    architecture = json.loads((run_dir / "architecture.json").read_text())
+    assert [f["r_max"] for f in architecture["fields"]] == [3, 5, 10, 20, "global", "global"]
+    assert architecture["border_min"] is None  # 20 px < 32 px: no border layer
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "no border layer" in page and "r_max" in page
+    (run_dir / "architecture.json").unlink()  # a folder from before: `report` writes it
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "architecture.json").is_file()
     # The closing lines name the next commands with this folder.
     assert f"layerscope probe {run_dir.as_posix()}" in out
     assert f"layerscope resume {run_dir.as_posix()} --epochs" in out

@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     stores = find_stores(path)
     if not stores:
         raise RunFolderError(f"no layerscope run under {path}")
+    for store in stores:
+        _architecture(store.parent)
     if len(stores) == 1 and stores[0].parent == path:
         print(write_report(path))
         return 0
@@ -41,3 +43,18 @@ def run(args: argparse.Namespace) -> int:
     summary = run_summary(path)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def _architecture(folder: Path) -> None:
+    """Write architecture.json (receptive fields, border layers, advice) for a run folder of the
+    trainer that has none yet (folders written before the report showed them)."""
+    from layerscope.report.overview import ARCHITECTURE_FILE
+
+    if (folder / "config.json").is_file() and not (folder / ARCHITECTURE_FILE).is_file():
+        from layerscope.errors import LayerscopeError
+        from layerscope.lab.experiment import record_architecture
+
+        try:
+            record_architecture(folder)
+        except LayerscopeError as error:  # e.g. a model no longer registered: report without
+            print(f"{folder}: no receptive-field analysis ({error})")
