@@ -48,3 +48,39 @@ def test_every_module_keeps_its_own_training_flag():
     model[1].eval()  # a frozen BatchNorm inside a model in training mode
     analyze(model, [torch.randn(8, 3)])
     assert model.training and model[0].training and not model[1].training
+
+
+class Keywords(nn.Module):
+    """A model called with keyword arguments, as a Hugging Face model is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 6)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.embed(input_ids * attention_mask)
+
+
+def test_mapping_batches_are_unpacked_as_keywords_and_forward_says_otherwise():
+    torch.manual_seed(0)
+    model = Keywords()
+    x, mask = torch.randn(40, 4), torch.ones(40, 4)
+    batches = [{"input_ids": x[:20], "attention_mask": mask[:20]},
+               {"input_ids": x[20:], "attention_mask": mask[20:]}]  # fmt: skip
+    table = analyze(model, batches, statistics=["intrinsic_dimension"], delta=0.9)
+    with torch.no_grad():
+        outputs = model.embed(x).double().numpy()
+    centred = outputs - outputs.mean(0)
+    eigenvalues = np.sort(np.linalg.eigvalsh(centred.T @ centred / len(outputs)))[::-1]
+    k = int(np.argmax(np.cumsum(eigenvalues) / eigenvalues.sum() >= 0.9 * (1 - 1e-12))) + 1
+    assert table.loc["embed", "samples"] == 40
+    assert table.loc["embed", "intrinsic_dimension"] == k
+    halves = analyze(model, batches, forward=lambda model, batch: model(batch["input_ids"][:5], 1))
+    assert halves.loc["embed", "samples"] == 10
+
+
+def test_an_unsupported_batch_names_its_keys_and_the_fix():
+    model = nn.Linear(4, 2)
+    with pytest.raises(TypeError, match=r"keys \['image', 'label'\].*forward=lambda model, batch"):
+        analyze(model, [{"image": torch.zeros(2, 4), "label": torch.zeros(2)}])
+    assert not model._forward_hooks and not model._forward_pre_hooks

@@ -6,6 +6,7 @@
 - :mod:`~layerscope.tracking.options`: :class:`TrackerOptions`, every option spelled once;
 - :mod:`~layerscope.tracking.phases`: which phase and epoch a batch belongs to;
 - :mod:`~layerscope.tracking.tracker`: the :class:`Tracker`;
+- :mod:`~layerscope.tracking.distributed`: the Tracker under torch.distributed (merge, rank 0);
 - :mod:`~layerscope.tracking.weights`: per-epoch weight snapshots;
 - :mod:`~layerscope.tracking.analysis`: :func:`analyze`, one pass of a trained model;
 - :mod:`~layerscope.tracking.modes`: evaluation mode that restores every module's own flag.

@@ -40,14 +40,16 @@ from layerscope.stats.samples import downsample
 from layerscope.stats.spectrum import SpectrumStatistics
 from layerscope.store.folder import write_layers, write_run_info
 from layerscope.store.records import Record, make_records
-from layerscope.store.runs import records_frame, stored_epochs
+from layerscope.store.runs import records_frame
 from layerscope.store.sinks import Sink, close_all, make_sink, with_readable_store
+from layerscope.tracking.distributed import any_rank, bare_model, is_writer, merge_phases, world
 from layerscope.tracking.extensions import (
     StatisticFactory,
     TrackerCallback,
     covariance_statistic,
     layer_values,
 )
+from layerscope.tracking.guards import refuse_existing_records, scalar_values
 from layerscope.tracking.hooks import Hooks
 from layerscope.tracking.layers import (
     CHANNELS_FIRST_TYPES,
@@ -90,6 +92,8 @@ class Tracker:
             :func:`covariance_statistic`).
         start_epoch: number of the first epoch (to continue a run).
         metadata: JSON-serialisable facts about the run, stored in ``run.json``.
+        distributed: ``None`` merges all ranks' statistics at each epoch end when a process
+            group is initialised (:mod:`~layerscope.tracking.distributed`); ``False`` never.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -115,10 +119,15 @@ class Tracker:
         statistic_factory: StatisticFactory = covariance_statistic,
         start_epoch: int = 0,
         metadata: Mapping[str, Any] | None = None,
+        distributed: bool | None = None,
         **option_values: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise OptionTypeError(f"Tracker needs a torch.nn.Module, got {type(model).__name__}")
+        model = bare_model(model)  # DDP's layers keep the bare model's names
+        self._world = world(distributed)
+        self._writer = is_writer(self._world)  # rank 0 (or no process group) writes files
+        self._deferred: list[str] = []  # finished phases waiting for the ranks' merge
         self.options = TrackerOptions.create(options, **option_values)
         self._clock = PhaseClock(
             start_epoch, self.options.every_n_batches, self.options.max_batches
@@ -146,7 +155,8 @@ class Tracker:
         self._hooks = Hooks()
         try:
             self._open_sinks()
-            self._weights = WeightSnapshots(self._selected) if self.options.weights else None
+            weights = self.options.weights and self._writer  # replicated: rank 0 measures
+            self._weights = WeightSnapshots(self._selected) if weights else None
             self._attach()
             self._write_run_file()
         except BaseException:
@@ -161,24 +171,14 @@ class Tracker:
 
     # ------------------------------------------------------------------ setup
     def _open_sinks(self) -> None:
-        sinks = self.options.sinks
+        sinks = self.options.sinks if self._writer else ()  # rank 0 alone writes
         if sinks is None:
             sinks = ("sqlite",) if self.run_dir is not None else ()
-        if self.run_dir is not None:
-            self._refuse_existing_records()
-        for spec in with_readable_store(sinks, self.run_dir):  # tensorboard adds to sqlite
+        if self.run_dir is not None and self._writer:
+            refuse_existing_records(self.run_dir, self.run, self.epoch)
+            sinks = with_readable_store(sinks, self.run_dir)  # tensorboard adds to sqlite
+        for spec in sinks:
             self._sinks.append(make_sink(spec, self.run_dir))
-
-    def _refuse_existing_records(self) -> None:
-        """A run folder must not already hold records of this run from ``start_epoch`` on."""
-        count, first, last = stored_epochs(self.run_dir, self.run, self.epoch)
-        if count:
-            raise OptionError(
-                f"run folder {self.run_dir} already holds {count} records of run "
-                f"{self.run!r} from epoch {first} to {last}. Use a new run_dir, delete the "
-                f"folder, pass start_epoch={last + 1} to continue after them, or remove them "
-                f"first (SQLiteSink(path).discard_from({self.run!r}, {self.epoch}))."
-            )
 
     def _attach(self) -> None:
         # Hooks run outside torch.compile's graph (a graph break per recorded layer): they
@@ -282,7 +282,14 @@ class Tracker:
             self._paused -= 1
 
     def _finish_phase(self, phase: str) -> None:
-        """Compute, write and flush the statistics of ``phase``; drop its accumulators."""
+        """Compute, write and flush ``phase``'s statistics (distributed: at the ranks' merge)."""
+        self._clock.finished(phase)
+        if self._world is not None:
+            self._deferred.append(phase)
+        else:
+            self._write_phase(phase)
+
+    def _write_phase(self, phase: str) -> None:
         layers, saturations = [], []
         for index, name in enumerate(self._order):
             accumulator = self._accumulators.pop((phase, name), None)
@@ -299,7 +306,14 @@ class Tracker:
         model = {"average_saturation": sum(saturations) / len(saturations)} if saturations else {}
         self._emit(make_records(self.run, self.epoch, phase, time.time(), layers=layers,
                                 model=model))  # fmt: skip
-        self._clock.finished(phase)
+
+    def _merge_ranks(self) -> list[str]:
+        """Merge the finished phases of all ranks (every rank calls it), write and return them."""
+        phases = merge_phases(self._world, self._deferred, self._accumulators, self._order,
+                              self._widths, self._statistic_factory, self.options)  # fmt: skip
+        for phase in phases:
+            self._write_phase(phase)
+        return phases
 
     def _emit(self, rows: Sequence[Record]) -> None:
         self.records.extend(rows)
@@ -324,15 +338,7 @@ class Tracker:
         """
         if self._closed:
             raise PhaseError("this Tracker is closed; create a new one to record more")
-        values = {}
-        for name, value in scalars.items():
-            try:
-                values[name] = float(value.item() if isinstance(value, torch.Tensor) else value)
-            except (TypeError, ValueError, RuntimeError):
-                raise OptionTypeError(
-                    f"scalar {name!r} must be a number or a one-element tensor, got "
-                    f"{type(value).__name__}"
-                ) from None
+        values = scalar_values(scalars)
         epoch = self.epoch if epoch is None else epoch
         self._emit(make_records(self.run, epoch, phase, time.time(), model=values))
 
@@ -365,14 +371,15 @@ class Tracker:
         if self._closed:
             raise PhaseError("this Tracker is closed; end_epoch() must come before close()")
         self._clock.number_ending_epoch(epoch)
-        if not self._clock.pending and not scalars:
+        if self._clock.current is not None:
+            self._finish_phase(self._clock.current)
+        merged = self._merge_ranks()
+        if not self._clock.pending and not merged and not scalars:
             raise PhaseError(
                 f"end_epoch() for epoch {self.epoch}: nothing was recorded since the last "
                 f"end_epoch() (was it called twice? did the model run forward passes? is the "
                 f"tracker attached to the model being trained?)"
             )
-        if self._clock.current is not None:
-            self._finish_phase(self._clock.current)
         if self._weights is not None:
             layers = [(name, self._index(name), values)
                       for name, values in self._weights.step().items()]  # fmt: skip
@@ -380,10 +387,10 @@ class Tracker:
                                     layers=layers))  # fmt: skip
         if scalars:
             self.log(EPOCH_PHASE, **scalars)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self._writer:
             write_layers(self.run_dir, self.layers)
         new = self._new_records()
-        for callback in self._callbacks:
+        for callback in self._callbacks if self._writer else ():
             callback.on_epoch_end(self, new)
         self._clock.end_epoch()
 
@@ -393,9 +400,10 @@ class Tracker:
     def set_initial_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Measure distance from initialisation against these weights (a model ``state_dict``),
         e.g. the run's epoch-0 weights when continuing it from a checkpoint."""
-        if self._weights is None:
+        if self._weights is None and self._writer:
             raise OptionError("this Tracker does not record weights (weights=False)")
-        self._weights.set_initial(dict(state_dict))
+        if self._weights is not None:
+            self._weights.set_initial(dict(state_dict))
 
     # ------------------------------------------------------------------ outputs
     @property
@@ -422,7 +430,7 @@ class Tracker:
         return records_frame(self.records)
 
     def _write_run_file(self) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self._writer:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_info(self.run_dir, {
@@ -445,8 +453,8 @@ class Tracker:
         if self._closed:
             return
         try:
-            if self._clock.pending:
-                if self._clock.epochs_ended:
+            if any_rank(self._world, self._clock.pending):  # then every rank ends the epoch
+                if self._clock.epochs_ended and self._clock.pending:
                     warnings.warn(
                         f"batches recorded after the last end_epoch() were written as epoch "
                         f"{self.epoch} at close(); call tracker.end_epoch() after every epoch",
@@ -455,7 +463,7 @@ class Tracker:
                     )
                 self.end_epoch()
             new = self._new_records()
-            for callback in self._callbacks:
+            for callback in self._callbacks if self._writer else ():
                 callback.on_close(self, new)
         finally:
             self._hooks.remove()
