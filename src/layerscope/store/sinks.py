@@ -162,10 +162,10 @@ def make_sink(spec: str | Sink, run_dir: str | os.PathLike | None) -> Sink:
 
 
 def with_readable_store(specs: Iterable[str | Sink], run_dir) -> tuple[str | Sink, ...]:
-    """``specs`` with ``"sqlite"`` added in front when a run folder is given and none of them
-    is a format that can be read back: write-only sinks (``"tensorboard"``, sink objects) add
-    to the store, they do not replace it, so :func:`~layerscope.store.load` and the reports
-    still find the records.
+    """``specs`` with ``"sqlite"`` added in front when a run folder is given and they are
+    registered names none of which can be read back: a write-only format (``"tensorboard"``)
+    adds to the store, it does not replace it, so :func:`~layerscope.store.load` and the
+    reports still find the records. Sink objects are left as given (their owner chose them).
 
     Example:
         >>> with_readable_store(["tensorboard"], "runs/x")
@@ -174,7 +174,7 @@ def with_readable_store(specs: Iterable[str | Sink], run_dir) -> tuple[str | Sin
         (('csv',), ('tensorboard',))
     """
     specs = tuple(specs)
-    if run_dir is None:
+    if run_dir is None or not specs or not all(isinstance(s, str) for s in specs):
         return specs
     readable = any(isinstance(s, str) and s in SINKS and SINKS.get(s).reader is not None
                    for s in specs)  # fmt: skip
