@@ -56,6 +56,7 @@ _EXPORTS = {
     "project_run": "layerscope.lab",
     "receptive_field": "layerscope.architecture",
     "run_experiment": "layerscope.lab",
+    "show": "layerscope.report",
     "similarity_over_epochs": "layerscope.similarity",
     "train_probes": "layerscope.probes",
     "truncate": "layerscope.architecture",

@@ -8,8 +8,11 @@ arguments and returning an exit code). Add a command by adding its module to ``C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from layerscope import __version__
@@ -42,7 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with _one_line_warnings():
+            return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`layerscope ... | head`): stop quietly, without a traceback,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"layerscope {args.command}: output closed early (broken pipe)", file=sys.stderr)
+        return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -51,6 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         # other exception is a bug and shows its traceback.
         print(f"layerscope {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings as one line each (``layerscope: warning: ...``), without the source line that
+    Python's default format repeats: readable in a batch job's log."""
+    original = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
+        text = " ".join(str(message).split())
+        return f"layerscope: {category.__name__}: {text}\n"
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
 
 if __name__ == "__main__":

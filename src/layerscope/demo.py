@@ -1,58 +1,61 @@
 """The demo: a small CNN trained on the embedded digits data with tracking on.
 
 Nothing is downloaded: scikit-learn's 1797 digits are upsampled to 32 x 32, normalised, and split
-1437 / 360 (fixed, stratified). The run folder gets the store, figures and ``report.html``.
+1437 / 360 (fixed, stratified). The demo is an ordinary configured run (model ``demo_cnn``, see
+:func:`demo_config`) trained by the lab's pipeline, so its folder is a real run folder:
+``config.json``, ``checkpoints/``, the store, figures and ``report.html``, and every command that
+takes a run folder (``probe``, ``similarity``, ``resume``, ``report``, ``project``) works on it.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from layerscope.datasets import load_dataset
 from layerscope.errors import OptionError
-from layerscope.lab.metrics import accuracy
-from layerscope.lab.trainer import run_epoch
+from layerscope.lab.config import RunConfig
+from layerscope.lab.experiment import run_one
+from layerscope.models.small import demo_cnn
 from layerscope.report.html import layer_table
-from layerscope.report.live import ReportWriter
 from layerscope.store.folder import read_layers
 from layerscope.store.runs import load
-from layerscope.tracking.tracker import Tracker
 
-__all__ = ["demo_model", "run_demo"]
+__all__ = ["demo_config", "demo_model", "next_commands", "run_demo"]
 
 
 def demo_model(in_channels: int = 1, num_classes: int = 10, width: int = 16) -> nn.Sequential:
-    """Four 3x3 conv layers with batch norm and pooling, then two linear layers.
+    """The demo's CNN (the registered model ``demo_cnn`` with ``channels=width``).
 
     Example:
+        >>> import torch
         >>> demo_model()(torch.zeros(2, 1, 32, 32)).shape
         torch.Size([2, 10])
     """
+    return demo_cnn(num_classes=num_classes, in_channels=in_channels, channels=width)
 
-    def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    return nn.Sequential(
-        *block(in_channels, width),
-        *block(width, 2 * width),
-        nn.MaxPool2d(2),
-        *block(2 * width, 4 * width),
-        nn.MaxPool2d(2),
-        *block(4 * width, 4 * width),
-        nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4 * width, 4 * width),
-        nn.ReLU(inplace=True),
-        nn.Linear(4 * width, num_classes),
-    )
+def demo_config(
+    run_id: str, *, out: str | Path = "runs/demo", epochs: int = 5, batch_size: int = 64,
+    seed: int = 0,
+) -> RunConfig:  # fmt: skip
+    """The demo's run as a config: ``demo_cnn`` on digits at 32 px, Adam with lr 2e-3, on the
+    CPU, written to ``<out>/<run_id>``.
+
+    Example:
+        >>> cfg = demo_config("r1", epochs=2)
+        >>> cfg.model, cfg.optimizer.name, cfg.optimizer.lr, cfg.epochs
+        ('demo_cnn', 'adam', 0.002, 2)
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise OptionError(f"epochs must be an int >= 1, got {epochs!r} (--epochs N)")
+    return RunConfig.from_dict({
+        "model": "demo_cnn", "dataset": "digits", "resolution": 32, "epochs": epochs,
+        "batch_size": batch_size, "seed": seed, "optimizer": {"name": "adam", "lr": 2e-3},
+        "metrics": ["accuracy"], "device": "cpu", "logs_dir": str(out), "run_id": run_id,
+    })  # fmt: skip
 
 
 def run_demo(
@@ -63,41 +66,38 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Train the demo CNN on digits with a :class:`Tracker`; return the run folder.
+    """Train the demo CNN on digits through the lab's pipeline; return the run folder.
 
-    The folder is ``<out>/<date-time>``; it holds ``records.sqlite``, ``layers.json``,
-    ``run.json``, ``figures/`` and ``report.html``.
+    The folder is ``<out>/<date-time>``; it holds ``config.json``, ``checkpoints/``,
+    ``records.sqlite``, ``layers.json``, ``run.json``, ``done.json``, ``figures/`` and
+    ``report.html``.
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise OptionError(f"epochs must be an int >= 1, got {epochs!r}")
-    torch.manual_seed(seed)
-    data = load_dataset("digits", resolution=32, augment=False, seed=seed)
-    train = DataLoader(data.train, batch_size=batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(seed))  # fmt: skip
-    test = DataLoader(data.test, batch_size=256)
-    model = demo_model(data.in_channels, data.num_classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    metrics = {"accuracy": accuracy}
     run_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     while run_dir.exists():  # two demos in the same second
         run_dir = run_dir.with_name(run_dir.name + "-1")
-    metadata = {"dataset": "digits", "resolution": 32, "epochs": epochs,
-                "batch_size": batch_size, "seed": seed, "optimizer": "adam, lr 2e-3"}  # fmt: skip
-    tracker = Tracker(model, run_dir, run="demo", metadata=metadata, callbacks=[ReportWriter()])
-    with tracker:
-        for epoch in range(epochs):
-            started = time.perf_counter()
-            label = f"demo epoch {epoch + 1}/{epochs}"
-            cpu = torch.device("cpu")
-            train_ = run_epoch(model, train, cpu, metrics, optimizer, label, progress)
-            test_ = run_epoch(model, test, cpu, metrics, None, label + " eval", progress)
-            values = {f"train_{k}": v for k, v in train_.items()}
-            values |= {f"test_{k}": v for k, v in test_.items()}
-            tracker.end_epoch(**values, seconds=time.perf_counter() - started)
-            if progress:
-                print(f"epoch {epoch + 1}/{epochs}: train loss {train_['loss']:.3f}, "
-                      f"test accuracy {test_['accuracy']:.3f}", file=sys.stderr)  # fmt: skip
+    cfg = demo_config(run_dir.name, out=out, epochs=epochs, batch_size=batch_size, seed=seed)
+    run_one(cfg, folder=run_dir, progress=progress)
     return run_dir
+
+
+def next_commands(run_dir: str | Path) -> str:
+    """What to try next on a demo run folder, one command a line.
+
+    Example:
+        >>> print(next_commands("runs/demo/x").splitlines()[2])
+          layerscope probe runs/demo/x
+    """
+    run = Path(run_dir).as_posix()
+    parent = Path(run_dir).parent.as_posix()
+    lines = [
+        ("layerscope probe " + run, "logistic-regression probes per layer, added to the report"),
+        (f"layerscope similarity {run} {run} --out similarity.png",
+         "CKA of every layer against every layer (give another run as the second folder)"),
+        (f"layerscope resume {run} --epochs 10", "train the same run on to epoch 10"),
+        (f"layerscope project {run}", "project every layer onto its top eigendirections"),
+        (f"layerscope report {parent}", "an index over every demo run (run the demo twice)"),
+    ]  # fmt: skip
+    return "next:\n" + "\n".join(f"  # {why}\n  {command}" for command, why in lines)
 
 
 def summary(run_dir: str | Path) -> str:

@@ -58,3 +58,18 @@ def test_run_options_need_run_folders_and_kinds_cannot_mix(tmp_path, capsys):
     assert "--out only apply when comparing two run folders" in capsys.readouterr().err
     assert main(["similarity", str(tmp_path), files[0]]) == 2
     assert "two activation files or two run folders" in capsys.readouterr().err
+
+
+def test_empty_or_damaged_activation_files_end_with_one_line(tmp_path, capsys):
+    from layerscope.cli import main
+
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a torch file")
+    assert main(["similarity", str(empty), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is empty" in err
+    assert main(["similarity", str(broken), str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a readable torch file" in err

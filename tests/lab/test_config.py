@@ -333,7 +333,29 @@ def test_run_id_templates_and_their_errors():
 def test_runs_sharing_a_folder_are_an_error():
     message = error(ConfigError, "runs 1 and 2 would both write to", num_workers=[0, 2])
     assert "run_id" in message
-    error(ConfigError, "runs 1 and 2 would both write to", width=[1, 0.5], run_id="same")
+    # The message names the keys that really differ, not a fixed list of technical keys.
+    assert "differ only in num_workers," in message and "logs_dir" not in message
+    message = error(ConfigError, "would both write to", width=[1, 0.5], run_id="same")
+    assert "differ only in width," in message and 'run_id = "{width}-{hash}"' in message
+    message = error(ConfigError, "would both write to", seed=[3, 3])
+    assert "They are identical" in message
+
+
+def test_a_list_for_a_sequence_argument_is_one_value_and_a_list_of_lists_sweeps():
+    from layerscope.models.mlp import MLP
+
+    (one,) = load_config({"model": "mlp", "model_kwargs": {"hidden": [64, 32]}})
+    assert one.model_kwargs == {"hidden": [64, 32]}
+    from layerscope.lab.trainer import build_model
+
+    model = build_model(one, 10, 1)
+    assert isinstance(model, MLP)
+    assert [m.out_features for m in model.layers if hasattr(m, "out_features")] == [64, 32, 10]
+    two = load_config({"model": "mlp", "model_kwargs": {"hidden": [[8], [8, 4]]}})
+    assert [run.model_kwargs["hidden"] for run in two] == [[8], [8, 4]]
+    # Lists of other keys sweep as before.
+    widths = load_config({"model": "mlp", "width": [1, 0.5]})
+    assert [run.width for run in widths] == [1.0, 0.5]
 
 
 # ------------------------------------------------------------------------------ round trips

@@ -203,7 +203,7 @@ def test_resume_from_another_working_directory_continues_the_given_folder(tmp_pa
     assert not (elsewhere / "logs").exists()
     assert sorted(load(folder).epoch.unique()) == [0, 1, 2]
     # The report rebuilt after the resume shows every epoch, not only the resumed ones.
-    assert "epochs recorded: 3" in (folder / "report.html").read_text()
+    assert "<b>epochs recorded</b> 3" in (folder / "report.html").read_text()
 
 
 def test_killed_after_the_last_checkpoint_finishes_without_duplicates(tmp_path):

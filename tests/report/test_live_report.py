@@ -29,7 +29,7 @@ def test_the_store_is_read_once_per_tracker_and_a_continued_run_shows_every_epoc
     train(tmp_path / "run", epochs=2, start_epoch=3)
     assert len(reads) == 2
     page = (tmp_path / "run" / "report.html").read_text()
-    assert "epochs recorded: 5" in page
+    assert "<b>epochs recorded</b> 5" in page
 
 
 def test_report_records_keep_the_latest_value_and_the_histories():

@@ -29,11 +29,11 @@ def tracked_run(run_dir, epochs=2):
 def test_run_folder_has_store_figures_and_self_contained_report(tmp_path):
     run_dir = tmp_path / "run"
     tracked_run(run_dir)
-    for name in ("saturation_by_layer", "saturation_heatmap_train", "saturation_heatmap_eval",
-                 "intrinsic_dimension"):  # fmt: skip
+    for name in ("overview", "saturation_by_layer", "saturation_heatmap_train",
+                 "saturation_heatmap_eval", "intrinsic_dimension"):  # fmt: skip
         assert (run_dir / "figures" / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
     page = (run_dir / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     assert "<td class='name'>0</td>" in page and "<td class='name'>3</td>" in page
     assert "loss" in page and "Conv2d" in page
     assert (run_dir / "layers.json").is_file() and (run_dir / "run.json").is_file()
@@ -64,7 +64,7 @@ def test_write_report_reads_the_folder_alone(tmp_path):
     tracked_run(tmp_path / "run")
     (tmp_path / "run" / "report.html").unlink()
     path = write_report(tmp_path / "run")
-    assert path.read_text().count("<img") == 4
+    assert path.read_text().count("<img") == 5
 
 
 def test_index_over_runs_has_one_row_per_run_and_the_s_mu_figure(tmp_path, capsys):
@@ -89,3 +89,7 @@ def test_index_over_runs_has_one_row_per_run_and_the_s_mu_figure(tmp_path, capsy
     page = (tmp_path / "index.html").read_text()
     assert "href='w0.5/report.html'" in page and "data:image/png;base64," in page
     assert "w0.5" in capsys.readouterr().out
+    assert "status" in page and "recorded (1 epoch)" in page  # the status column
+    (tmp_path / "w0.5" / "report.html").unlink()
+    assert main(["report", str(tmp_path), "--index-only"]) == 0
+    assert not (tmp_path / "w0.5" / "report.html").exists()  # only the index was written

@@ -163,3 +163,30 @@ def test_a_new_sink_format_is_one_registration(tmp_path):
         assert load(tmp_path).query("statistic == 'loss'").value.tolist() == [0.5]
     finally:
         SINKS.remove("ndjson-test")
+
+
+def test_a_write_only_sink_adds_to_the_store_instead_of_replacing_it(tmp_path):
+    import torch
+    from torch import nn
+
+    from layerscope.store import SINKS, MemorySink, SinkFormat
+    from layerscope.tracking import Tracker
+
+    written = []
+
+    def writer(path):
+        sink = MemorySink()
+        written.append(sink)
+        return sink
+
+    SINKS.add("write-only-test", SinkFormat(None, writer))  # like tensorboard: no reader
+    try:
+        model = nn.Linear(2, 2)
+        with Tracker(model, tmp_path, sinks=["write-only-test"], weights=False) as tracker:
+            model(torch.randn(8, 2))
+            tracker.end_epoch(loss=0.25)
+        assert (tmp_path / "records.sqlite").is_file()
+        assert load(tmp_path).query("statistic == 'loss'").value.tolist() == [0.25]
+        assert any(r.statistic == "loss" for r in written[0].records)
+    finally:
+        SINKS.remove("write-only-test")

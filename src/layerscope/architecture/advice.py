@@ -291,6 +291,12 @@ class Advice:
     def __str__(self) -> str:
         return "\n".join(self.lines())
 
+    def _repr_html_(self) -> str:
+        """The advice as a list, in a notebook."""
+        import html
+
+        return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in self.lines()) + "</ul>"
+
 
 def advise(
     model: nn.Module,

@@ -17,10 +17,8 @@ and with each other. Only layers that still see local input count (the head afte
 pooling does not); per axis, the input must exceed the image along every axis (the dissertation's
 I = max(H, W) for square kernels). Layers from b_min on are predicted unproductive (10.3).
 
-Upsampling: nearest and linear interpolation, pixel shuffle and transposed convolutions divide
-the jump. A transposed convolution with stride s gives some output positions more inputs than
-others; its r is the largest, and layers after it get an upper bound (the largest windows of
-neighbouring positions alternate with smaller ones).
+Upsampling (interpolation, pixel shuffle, transposed convolutions) divides the jump; after a
+strided transposed convolution r is an upper bound (window sizes alternate between positions).
 
 Element-wise products whose other factor is global (squeeze-excitation, CBAM's channel
 attention) are gates: by default they do not widen r_max (``gates="ignore"``; the dissertation
@@ -42,6 +40,7 @@ import torch
 from torch import nn
 
 from layerscope.architecture.borders import check_border_rule, find_border, shortcut_layers
+from layerscope.architecture.display import field_html, field_repr
 from layerscope.architecture.growth import INF, bounds, is_global, propagate
 from layerscope.architecture.ops import Op, Trace
 from layerscope.architecture.tracing import example_input, trace
@@ -350,6 +349,9 @@ class ReceptiveField:
         return None if border is None else [x.name for x in self.counted_].index(border.name) + 1
 
     # -- reading results
+
+    __repr__ = field_repr
+    _repr_html_ = field_html
 
     def __getitem__(self, name: str) -> LayerField:
         """The :class:`LayerField` of a recorded layer or operation, by name."""

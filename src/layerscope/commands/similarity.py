@@ -85,10 +85,19 @@ def _load(path: str):
         raise RunFolderError(
             f"{path} does not exist; give two activation files (.npy, .pt) or two run folders"
         )
+    if Path(path).stat().st_size == 0:
+        raise OptionError(f"{path} is empty; save the activations again (np.save / torch.save)")
     if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as error:
+            raise OptionError(f"{path} is not a readable .npy file ({error})") from None
     if path.endswith((".pt", ".pth")):
-        value = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            value = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # a damaged file fails in many ways inside torch.load
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise OptionError(f"{path} is not a readable torch file ({first})") from None
         if not isinstance(value, torch.Tensor):
             raise OptionError(f"{path}: expected one saved tensor, got {type(value).__name__}")
         return value

@@ -64,11 +64,11 @@ from layerscope.lab.config_check import (
 from layerscope.lab.config_files import read_config_file
 from layerscope.lab.config_resolve import (
     DEVICE,
-    TECHNICAL_KEYS,
     format_width,
     plain,
     resolve,
     resolve_device,
+    sequence_arguments,
 )
 from layerscope.probes.results import PROBE_PRESETS
 from layerscope.tracking.options import TrackerOptions, rule
@@ -199,6 +199,12 @@ class RunConfig:
     num_workers: int = field(default=0, metadata=rule(">= 0", lambda v: v >= 0))
     # Checkpoints kept per run: checkpoints.keep = 2 (default) or "all".
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # A NaN or infinite loss: "stop" ends the run at that epoch as diverged (non-zero exit);
+    # "continue" trains on (still marked diverged).
+    on_nonfinite: str = field(
+        default="stop",
+        metadata=rule("'stop' or 'continue'", lambda v: v in ("stop", "continue")),
+    )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RunConfig:
@@ -239,7 +245,7 @@ def expand(config: Mapping[str, Any], *, source: str | None = None) -> list[dict
         >>> runs[0]["metrics"]
         ['accuracy', 'top5']
     """
-    return expand_mapping(config, Context(RunConfig, source))
+    return expand_mapping(sequence_arguments(config), Context(RunConfig, source))
 
 
 def _describe_combo(run: Mapping, swept: Sequence[str]) -> str:
@@ -257,11 +263,14 @@ def _swept_keys(dicts: Sequence[Mapping]) -> list[str]:
     ]
 
 
-def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
+def load_config(
+    config: str | Path | Mapping[str, Any], *, source: str | None = None
+) -> list[RunConfig]:
     """Read a config file (or take a mapping), expand its grid, validate and resolve every run.
 
     Raises :class:`~layerscope.errors.ConfigError` (or its subclasses) naming the file, the run
     of the grid and the key when anything is wrong, and when two runs would share a folder.
+    ``source`` names a mapping's origin in those messages (a path names itself).
 
     Example:
         >>> from layerscope.registry import MODELS
@@ -275,13 +284,12 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
         layerscope.errors.ConfigTypeError: config: key 'optimizer.lr' = 'high' (str) should be a number or none
         >>> _ = MODELS.remove("doc_cnn")
     """
-    source = None
     if isinstance(config, (str, PathLike)):
         source = str(config)
         config = read_config_file(config)
     if isinstance(config, Mapping):
         config = {key: value for key, value in config.items() if key not in GRID_KEYS}
-    raw_runs = expand_mapping(config, Context(RunConfig, source))
+    raw_runs = expand_mapping(sequence_arguments(config), Context(RunConfig, source))
     swept = _swept_keys(raw_runs)
     runs = []
     for index, raw in enumerate(raw_runs):
@@ -295,11 +303,15 @@ def load_config(config: str | Path | Mapping[str, Any]) -> list[RunConfig]:
         folder = run_dir(run)
         if folder in folders:
             first = folders[folder]
+            a, b = flatten_keys(runs[first].to_dict()), flatten_keys(run.to_dict())
+            differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            how = (f"They differ only in {', '.join(differ)}, which run_id does not tell apart"
+                   if differ else "They are identical")  # fmt: skip
+            example = differ[0] if differ else "seed"
             raise ConfigError(
                 f"config {source or '<mapping>'}: runs {first + 1} and {index + 1} would both write "
-                f"to {folder}. They differ only in {', '.join(TECHNICAL_KEYS[:-1])} or not at all; "
-                f"drop the duplicate, or make run_id tell them apart, e.g. run_id = "
-                f'"{{num_workers}}-{{hash}}"'
+                f"to {folder}. {how}; drop the duplicate, or make run_id tell them apart, e.g. "
+                f'run_id = "{{{example}}}-{{hash}}"'
             )
         folders[folder] = index
     return runs

@@ -31,12 +31,20 @@ __all__ = [
     "plain",
     "resolve",
     "resolve_device",
+    "sequence_arguments",
     "technical_paths",
 ]
 
 #: Top-level keys that do not change what a run computes: left out of the default run id's hash.
 TECHNICAL_KEYS = (
-    "logs_dir", "device", "num_workers", "probes", "probe_preset", "checkpoints", "run_id",
+    "logs_dir",
+    "device",
+    "num_workers",
+    "probes",
+    "probe_preset",
+    "checkpoints",
+    "on_nonfinite",
+    "run_id",
 )
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _RUN_ID_CHARS = re.compile(r"[A-Za-z0-9._=+,@-]+")
@@ -60,6 +68,55 @@ def _load_registries() -> None:
         importlib.import_module(module)
     if importlib.util.find_spec("layerscope.models") is not None:
         importlib.import_module("layerscope.models")
+
+
+_SEQUENCE = re.compile(r"\b(Sequence|Iterable|Collection|list|tuple|List|Tuple)\b")
+
+
+def _sequence_parameters(factory) -> set[str]:
+    """Parameters of ``factory`` whose annotation is a sequence (``Sequence[int]``, ``list``,
+    ``int | tuple[int, ...]``, ...)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return set()
+    return {name for name, p in parameters.items()
+            if p.annotation is not p.empty and _SEQUENCE.search(str(p.annotation))}  # fmt: skip
+
+
+def sequence_arguments(config):
+    """A list given to a factory keyword whose annotation is a sequence is ONE value, as for the
+    flat name lists (``model_kwargs = {hidden = [64, 32]}`` is one MLP with two hidden layers);
+    a list of lists sweeps (``hidden = [[64], [64, 32]]``). Returns the config with such lists
+    marked ``{"value": ...}``; everything else is left to the grid rules.
+
+    Example:
+        >>> sequence_arguments({"model": "mlp", "model_kwargs": {"hidden": [64, 32]}})
+        {'model': 'mlp', 'model_kwargs': {'hidden': {'value': [64, 32]}}}
+        >>> sequence_arguments({"model": "mlp", "model_kwargs": {"hidden": [[64], [8, 8]]}})
+        {'model': 'mlp', 'model_kwargs': {'hidden': [[64], [8, 8]]}}
+    """
+    if not isinstance(config, dict):
+        return config
+    _load_registries()
+    config = dict(config)
+    for key, kind, default in (("model_kwargs", "model", None), ("dataset_kwargs", "dataset",
+                                                                  "digits")):  # fmt: skip
+        kwargs = config.get(key)
+        names = config.get(kind, default)
+        names = names if isinstance(names, list) else [names]
+        registry_ = registry.MODELS if kind == "model" else registry.DATASETS
+        factories = [registry_.get(n) for n in names if isinstance(n, str) and n in registry_]
+        if not isinstance(kwargs, dict) or not factories:
+            continue
+        sequences = set().union(*(_sequence_parameters(f) for f in factories))
+        config[key] = {
+            name: {"value": value}
+            if name in sequences and isinstance(value, list) and value
+            and not all(isinstance(v, list) for v in value) else value
+            for name, value in kwargs.items()
+        }  # fmt: skip
+    return config
 
 
 def _lookup(registry, name: str, path: str, context: Context):

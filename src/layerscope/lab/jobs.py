@@ -34,7 +34,7 @@ from layerscope.lab.probing import probe_run
 from layerscope.lab.runs import read_run_config
 from layerscope.lab.trainer import RunResult
 from layerscope.registry import DATASETS, METRICS, MODELS, OPTIMIZERS
-from layerscope.store.atomic import atomic_write_text
+from layerscope.store.atomic import atomic_write_json
 
 __all__ = [
     "STATUS_FILE",
@@ -135,7 +135,7 @@ def _write_status(job: Job, status: dict[str, Any]) -> None:
     if job.kind == "train":  # a run that failed before its folder existed still gets one
         folder.mkdir(parents=True, exist_ok=True)
     if folder.is_dir():
-        atomic_write_text(folder / STATUS_FILES[job.kind], json.dumps(status, indent=2))
+        atomic_write_json(folder / STATUS_FILES[job.kind], status)  # a NaN metric: null
 
 
 def read_status(folder: str | os.PathLike, kind: str = "train") -> dict[str, Any] | None:
@@ -179,7 +179,8 @@ def run_job(job: Job) -> JobResult:
     # The folder's state: a skipped run is a finished one (status.json of its own run stays).
     previous = read_status(job.folder, job.kind) or {}
     if result.status != "skipped" or previous.get("status") != "finished":
-        _write_status(job, {"status": "finished", "seconds": seconds, "metrics": result.metrics})
+        ended = "diverged" if result.status == "diverged" else "finished"  # training ran to its end
+        _write_status(job, {"status": ended, "seconds": seconds, "metrics": result.metrics})
     return JobResult(result.run_dir, result.status, result.epochs_trained, result.metrics,
                      seconds=seconds)  # fmt: skip
 
@@ -201,13 +202,14 @@ def lost_worker(job: Job, attempts: int, detail: str) -> JobResult:
 
 
 def summary_table(results: Sequence[JobResult]) -> str:
-    """One line per job (status, folder, test accuracy or the error's first line), then counts.
+    """One line per job (status, then the report's path and test accuracy, or the folder and the
+    error's first line), then counts.
 
     Example:
         >>> rows = [JobResult(Path("logs/a"), "finished", 2, {"test_accuracy": 0.5}),
         ...         JobResult(Path("logs/b"), "failed", 0, {}, "ValueError", "bad\\nmore")]
         >>> print(summary_table(rows))
-        finished  logs/a  test accuracy 0.5000
+        finished  logs/a/report.html  test accuracy 0.5000
         failed    logs/b  ValueError: bad
         1 finished, 1 failed, 0 skipped
     """
@@ -215,10 +217,14 @@ def summary_table(results: Sequence[JobResult]) -> str:
     for result in results:
         if result.status == "failed":
             shown = f"{result.error_type}: {result.first_line}"
+            where = Path(result.run_dir).as_posix()
         else:
             accuracy = result.metrics.get("test_accuracy")
             shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else ""
-        lines.append(f"{result.status:<9} {Path(result.run_dir).as_posix()}  {shown}".rstrip())
+            where = Path(result.run_dir, "report.html").as_posix()
+        lines.append(f"{result.status:<9} {where}  {shown}".rstrip())
     counts = {s: sum(r.status == s for r in results) for s in ("finished", "failed", "skipped")}
+    if any(r.status == "diverged" for r in results):  # a NaN or infinite loss ended the run
+        counts["diverged"] = sum(r.status == "diverged" for r in results)
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
     return "\n".join(lines)

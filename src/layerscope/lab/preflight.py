@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from layerscope.datasets import load_dataset
-from layerscope.errors import ConfigError
+from layerscope.errors import ConfigError, DatasetNotFoundError
 from layerscope.lab.config import RunConfig, run_dir
 from layerscope.lab.trainer import build_model
 from layerscope.registry import MODELS
@@ -36,8 +36,11 @@ def _shape_key(cfg: RunConfig) -> str:
     return json.dumps(parts, sort_keys=True, default=str)
 
 
-def check_forward(configs: Sequence[RunConfig]) -> None:
+def check_forward(configs: Sequence[RunConfig], *, skip_missing_data: bool = False) -> None:
     """One forward pass of a (2, C, H, W) zero batch per distinct model and data shape.
+
+    ``skip_missing_data``: runs whose dataset files are absent are not checked (``--dry-run``,
+    which reports the missing data itself) instead of raising DatasetNotFoundError.
 
     Raises:
         ConfigError: naming the run, the model, the shape and the fix, when the pass fails.
@@ -49,16 +52,22 @@ def check_forward(configs: Sequence[RunConfig]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
-                            **cfg.dataset_kwargs)  # fmt: skip
+        try:
+            data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
+                                **cfg.dataset_kwargs)  # fmt: skip
+        except DatasetNotFoundError:
+            if skip_missing_data:
+                continue
+            raise
         try:
             model = build_model(cfg, data.num_classes, data.in_channels).eval()
         except Exception as error:
             raise ConfigError(
                 f"run {index} of {len(configs)} ({run_dir(cfg).as_posix()}): model "
                 f"{cfg.model!r} cannot be built with model_kwargs={cfg.model_kwargs!r} "
-                f"({type(error).__name__}: {error}); a list in the config sweeps, "
-                f"{{value = [...]}} passes it as one value"
+                f"({type(error).__name__}: {error}); check model_kwargs against the model's "
+                f"parameters (a list for a sequence parameter, hidden = [64, 32], is one value; "
+                f"a list of lists sweeps it)"
             ) from error
         size = data.input_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)

@@ -12,7 +12,9 @@ A run folder (``run_dir(cfg)``) holds::
     checkpoints/       epoch-NNNN.pt (the newest two, or checkpoints.keep) and initial.pt (the
                        weights at epoch 0)
     figures/, report.html
-    done.json          the run finished training (a rerun skips it)
+    done.json          training ended (a rerun skips it): "status" finished, or diverged (a NaN
+                       or infinite loss; the epoch and the message say where)
+    error.json         the last attempt failed (the error); rerunning resumes and removes it
     latents/, probes/  with ``probes = true``: extracted layer outputs and cached probe results
 
 This module trains; :mod:`layerscope.lab.experiment` runs the whole pipeline of a config's runs
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import random
 import sys
 import time
@@ -48,23 +51,32 @@ from layerscope.lab.checkpoint import (
 from layerscope.lab.config import RunConfig, format_width, resolve_device, run_dir
 from layerscope.lab.config_check import flatten_keys
 from layerscope.lab.config_resolve import technical_paths
+from layerscope.lab.console import say, show_bars
 from layerscope.lab.optimizers import step_schedule
 from layerscope.registry import METRICS, MODELS, OPTIMIZERS
 from layerscope.report.live import ReportWriter
-from layerscope.store.atomic import atomic_save, atomic_write_text
+from layerscope.store.atomic import atomic_save, atomic_write_json, atomic_write_text
+from layerscope.store.folder import DONE_FILE, ERROR_FILE
 from layerscope.store.runs import load
 from layerscope.store.sqlite import SQLiteSink
 from layerscope.tracking.tracker import Tracker
 
-__all__ = ["RunResult", "build_model", "run_epoch", "seed_everything", "train_run"]
+__all__ = [
+    "RunResult",
+    "build_model",
+    "nonfinite_metrics",
+    "run_epoch",
+    "seed_everything",
+    "train_run",
+]
 
 CONFIG_FILE = "config.json"
-DONE_FILE = "done.json"
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What :func:`train_run` did: ``status`` is ``"finished"`` or ``"skipped"`` (already done)."""
+    """What :func:`train_run` did: ``status`` is ``"finished"``, ``"skipped"`` (finished
+    before) or ``"diverged"`` (a loss became NaN or infinite, now or before)."""
 
     run_dir: Path
     status: str
@@ -163,7 +175,8 @@ def run_epoch(
     totals = {name: torch.zeros((), dtype=torch.float64, device=device)
               for name in ["loss", *metrics]}  # fmt: skip
     seen = 0
-    bar = tqdm(loader, desc=description, leave=False, disable=not progress, file=sys.stderr)
+    bar = tqdm(loader, desc=description, leave=False, disable=not show_bars(progress),
+               file=sys.stderr)  # fmt: skip
     with torch.set_grad_enabled(training):
         for inputs, targets in bar:
             inputs, targets = inputs.to(device), targets.to(device)
@@ -201,9 +214,10 @@ def _restore(checkpoints: Path, state: _TrainingState, progress: bool) -> int:
         atomic_save(checkpoints / "initial.pt", lambda f: torch.save(weights, f))
         return 0
     state.load(checkpoint.state)
-    if progress:
-        print(f"resuming {checkpoints.parent} from epoch {checkpoint.epoch + 2} "
-              f"({checkpoint.path.name})", file=sys.stderr)  # fmt: skip
+    say(
+        f"resuming {checkpoints.parent} at epoch {checkpoint.epoch + 2} (from "
+        f"{checkpoint.path.name}, epoch {checkpoint.epoch + 1} done)"
+    )
     return checkpoint.epoch + 1
 
 
@@ -234,11 +248,14 @@ def train_run(
         folder: the run folder; default ``run_dir(cfg)`` (relative to the working directory
             when ``logs_dir`` is).
         position: (index, total) of the run in its grid, for the progress bar.
-        progress: show progress bars (stderr).
+        progress: show progress bars (stderr, on a terminal only; epoch summary lines are
+            printed either way, except inside :func:`layerscope.lab.console.quiet`).
         after_epoch: called with the epoch index after each epoch's checkpoint is saved.
 
     Returns:
-        A :class:`RunResult`; a finished run (``done.json`` present) is skipped.
+        A :class:`RunResult`; a finished run (``done.json`` present) is skipped. A NaN or
+        infinite loss ends the run at that epoch as ``"diverged"`` (``cfg.on_nonfinite =
+        "continue"`` trains on, still marked diverged).
 
     Example (trains, so not run here; tests/lab/test_trainer.py runs it on a tiny model):
         ``train_run(load_config("examples/vgg_width_sweep.toml")[0])``
@@ -248,7 +265,8 @@ def train_run(
     _write_config(folder, cfg)  # refuses a folder that holds another run, finished or not
     if (folder / DONE_FILE).is_file():
         done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
-        return RunResult(folder, "skipped", 0, done.get("metrics", {}))
+        status = "diverged" if done.get("status") == "diverged" else "skipped"
+        return RunResult(folder, status, 0, done.get("metrics", {}))
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, resolution=cfg.resolution, seed=cfg.seed,
@@ -259,23 +277,69 @@ def train_run(
     store = SQLiteSink(folder / "records.sqlite")  # records after the checkpoint go
     store.discard_from(cfg.run_id, start)
     store.close()
+    (folder / ERROR_FILE).unlink(missing_ok=True)  # this attempt replaces a failed one
     last = _stored_metrics(folder, cfg.run_id, cfg.epochs - 1) if start >= cfg.epochs else {}
-    with _tracker(cfg, state.model, folder, start) as tracker:
-        if start > 0:
-            initial = torch.load(checkpoints / "initial.pt", map_location="cpu", weights_only=True)
-            tracker.set_initial_weights(initial)
-        label = f"run {position[0]}/{position[1]} {cfg.model} w={format_width(cfg.width)}"
-        for epoch in range(start, cfg.epochs):
-            last = state.epoch(epoch, data, tracker, f"{label} epoch {epoch + 1}/{cfg.epochs}",
-                               progress)  # fmt: skip
-            save_checkpoint(checkpoints, epoch, state.checkpoint(), keep=cfg.checkpoints.keep)
-            if after_epoch is not None:
-                after_epoch(epoch)
-    done = {"metrics": last, "epochs": cfg.epochs, "data": {
-        "num_classes": data.num_classes, "in_channels": data.in_channels,
-        "input_size": data.input_size}}  # fmt: skip
-    atomic_write_text(folder / DONE_FILE, json.dumps(done, indent=2))
-    return RunResult(folder, "finished", max(cfg.epochs - start, 0), last)
+    label = f"run {position[0]}/{position[1]} {cfg.model} w={format_width(cfg.width)}"
+    last, diverged, trained = _train_epochs(cfg, state, data, folder, start, last, label,
+                                            progress, after_epoch)  # fmt: skip
+    done = {"status": "diverged" if diverged else "finished", "epochs": cfg.epochs,
+            "metrics": last, "data": {"num_classes": data.num_classes,
+            "in_channels": data.in_channels, "input_size": data.input_size,
+            "train_size": len(data.train), "test_size": len(data.test)},
+            "device": str(state.device)}  # fmt: skip
+    if diverged:  # the reason only: the status says where ("diverged at epoch k of n: ...")
+        done |= {"epoch": diverged[0] + 1, "message": diverged[1].split(" at epoch ")[0]}
+    atomic_write_json(folder / DONE_FILE, done)
+    return RunResult(folder, "diverged" if diverged else "finished", trained, last)
+
+
+def nonfinite_metrics(values: dict[str, float]) -> dict[str, float]:
+    """The losses among ``values`` that are NaN or infinite (a diverged epoch).
+
+    Example:
+        >>> nonfinite_metrics({"train_loss": float("nan"), "test_loss": 0.3, "lr": 1e30})
+        {'train_loss': nan}
+    """
+    return {k: v for k, v in values.items() if k.endswith("loss") and not math.isfinite(v)}
+
+
+def _divergence(cfg: RunConfig, epoch: int, bad: dict[str, float], lr: float) -> str:
+    losses = ", ".join(f"{name} is {value}" for name, value in bad.items())
+    then = ("trained on (on_nonfinite = \"continue\")" if cfg.on_nonfinite == "continue"
+            else "stopped there; on_nonfinite = \"continue\" in the config trains on")  # fmt: skip
+    return (f"{losses} at epoch {epoch + 1} of {cfg.epochs}: the run diverged and {then}. A "
+            f"smaller optimizer.lr (now {lr:g}) usually helps")  # fmt: skip
+
+
+def _train_epochs(cfg, state, data, folder: Path, start: int, last: dict, label: str,
+                  progress: bool, after_epoch) -> tuple[dict, tuple[int, str] | None, int]:  # fmt: skip
+    """The epoch loop: returns the last metrics, (epoch, message) of the first diverged epoch
+    (None: none diverged) and the number of epochs trained. A failure leaves ``error.json``."""
+    checkpoints, diverged, epoch = folder / "checkpoints", None, start
+    try:
+        with _tracker(cfg, state.model, folder, start) as tracker:
+            if start > 0:
+                initial = torch.load(checkpoints / "initial.pt", map_location="cpu",
+                                     weights_only=True)  # fmt: skip
+                tracker.set_initial_weights(initial)
+            for epoch in range(start, cfg.epochs):
+                lr = state.optimizer.param_groups[0]["lr"]
+                last = state.epoch(epoch, data, tracker, f"{label} epoch {epoch + 1}/{cfg.epochs}",
+                                   progress)  # fmt: skip
+                bad = nonfinite_metrics(last)
+                if bad and diverged is None:
+                    diverged = (epoch, _divergence(cfg, epoch, bad, lr))
+                    say(f"{folder}: {diverged[1]}")
+                    if cfg.on_nonfinite == "stop":  # no checkpoint of non-finite weights
+                        return last, diverged, epoch + 1 - start
+                save_checkpoint(checkpoints, epoch, state.checkpoint(), keep=cfg.checkpoints.keep)
+                if after_epoch is not None:
+                    after_epoch(epoch)
+    except Exception as error:
+        atomic_write_json(folder / ERROR_FILE, {"status": "failed", "epoch": epoch + 1,
+                          "message": f"{type(error).__name__}: {error}"})  # fmt: skip
+        raise
+    return last, diverged, max(cfg.epochs - start, 0)
 
 
 def _tracker(cfg: RunConfig, model: nn.Module, folder: Path, start: int) -> Tracker:
@@ -337,10 +401,10 @@ class _TrainingState:
         values = {f"train_{k}": v for k, v in train.items()}
         values |= {f"test_{k}": v for k, v in test.items()}
         tracker.end_epoch(**values, lr=lr, seconds=time.perf_counter() - started)
-        if progress:
-            print(f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
-                  + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss"),
-                  file=sys.stderr)  # fmt: skip
+        say(
+            f"{label}: train loss {train['loss']:.4f}, test loss {test['loss']:.4f}"
+            + "".join(f", test {k} {v:.4f}" for k, v in test.items() if k != "loss")
+        )
         return values
 
     def checkpoint(self) -> dict:

@@ -8,6 +8,7 @@
 - :mod:`~layerscope.models.multipath`: ``mpnet18``, ``mpnet36`` (dissertation 10.2).
 - :mod:`~layerscope.models.mlp`: ``mlp``; :mod:`~layerscope.models.autoencoder`:
   ``conv_autoencoder`` (dissertation table 1).
+- :mod:`~layerscope.models.small`: ``demo_cnn`` (the model of ``layerscope demo``).
 
 All are initialised Kaiming-He (8.3.1). ``create_model("tv:NAME")`` / ``create_model("timm:NAME")``
 build torchvision / timm models when those packages can be imported.
@@ -26,6 +27,7 @@ from layerscope.models.autoencoder import ConvAutoencoder
 from layerscope.models.mlp import MLP
 from layerscope.models.multipath import MPNet, MultipathBlock
 from layerscope.models.resnet import BasicBlock, Bottleneck, ResNet
+from layerscope.models.small import demo_cnn
 from layerscope.models.vgg import VGG, VGG_CONFIGS
 from layerscope.registry import MODELS
 
@@ -46,6 +48,7 @@ __all__ = [
     "SpatialAttention",
     "SqueezeExcitation",
     "create_model",
+    "demo_cnn",
     "init_kaiming_",
     "list_models",
     "register_model",

@@ -173,6 +173,24 @@ class ProbeResults:
     results: tuple[ProbeResult, ...]
     model_accuracy: dict[str, float | None] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """A one-line summary (``table()`` has the probes).
+
+        Example:
+            >>> ProbeResults("run", "avg4", ProbeSettings(), (), {"test": 0.85})
+            ProbeResults(run='run', reduction='avg4', 0 probes, model accuracy test 0.85)
+        """
+        accuracy = ", ".join(
+            f"{k} {v:.4g}" for k, v in self.model_accuracy.items() if v is not None
+        )
+        return (f"ProbeResults(run={self.run!r}, reduction={self.reduction!r}, "
+                f"{len(self.results)} probes" + (f", model accuracy {accuracy})" if accuracy else ")"))  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<p>{html.escape(repr(self))}</p>" + self.table().to_html(index=False)
+
     def table(self) -> pd.DataFrame:
         """One row per probe, forward order (positions row-major within a layer)."""
         rows = [asdict(r) for r in self.results]

@@ -6,7 +6,6 @@ atomically, so a reader never sees a half-written report.
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 from collections.abc import Sequence
@@ -15,31 +14,23 @@ from pathlib import Path
 import pandas as pd
 
 import layerscope.report.positions  # noqa: F401 - registers its section
+from layerscope.report.curves import training_curves
 from layerscope.report.figures import (
     intrinsic_dimension_by_layer,
     layer_order,
     saturation_and_probes,
     saturation_by_layer,
     saturation_heatmap,
-    save_figure,
 )
+from layerscope.report.overview import advice_html, advice_lines, main_figure, read_architecture
+from layerscope.report.page import figure_html, page, table_html
+from layerscope.report.runbox import run_box
 from layerscope.report.sections import REPORT_SECTIONS, Section, section_phases
 from layerscope.store.atomic import atomic_write_text
 from layerscope.store.folder import read_layers, read_run_info
 from layerscope.store.runs import load
 
 __all__ = ["layer_table", "write_report"]
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; }
-th { background: #f4f4f4; } td.name, th.name { text-align: left; font-family: monospace; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-.note { color: #555; font-size: 0.9em; }
-"""
-
 
 _PROBE_NOTE = """ Probe accuracy is the accuracy of a
 logistic regression trained on the layer's outputs (average-pooled to at most 4x4): how linearly
@@ -60,9 +51,13 @@ def _latest_per_layer(df: pd.DataFrame, statistic: str, phase: str) -> pd.Series
     return rows[rows.epoch == rows.epoch.max()].groupby("layer").value.last()
 
 
-def layer_table(df: pd.DataFrame, layers: Sequence[dict] | None = None) -> pd.DataFrame:
-    """Per-layer summary of the latest epoch: width, saturation and intrinsic dimension per
-    phase, latest relative weight change and distance from initialisation.
+def layer_table(
+    df: pd.DataFrame, layers: Sequence[dict] | None = None, architecture: dict | None = None
+) -> pd.DataFrame:
+    """Per-layer summary of the latest epoch: type, width, saturation and intrinsic dimension k
+    per phase, probe train / test accuracy, latest relative weight change and distance from
+    initialisation, and with ``architecture`` (:func:`~layerscope.report.overview.
+    read_architecture`) r_min / r_max and whether the layer is predicted unproductive.
 
     Example:
         >>> from layerscope.store.records import Record
@@ -78,53 +73,68 @@ def layer_table(df: pd.DataFrame, layers: Sequence[dict] | None = None) -> pd.Da
     table["features"] = [info.get(n, {}).get("num_features", "") for n in order]
     columns = [(f"{s} ({p})", s, p) for s in ("saturation", "intrinsic_dimension")
                for p in _output_phases(df)]  # fmt: skip
+    columns += [(f"probe {s} accuracy", f"probe_{s}_acc", "probe") for s in ("train", "test")]
     columns += [(s, s, "weights") for s in ("relative_weight_change", "distance_from_init")]
     for column, statistic, phase in columns:
         latest = _latest_per_layer(df, statistic, phase)
         if len(latest):
             table[column] = latest.reindex(order)
+    fields = {f["name"]: f for f in (architecture or {}).get("fields", [])}
+    if fields:
+        table["r_min"] = [fields.get(n, {}).get("r_min") for n in order]
+        table["r_max"] = [fields.get(n, {}).get("r_max") for n in order]
+        unproductive = set(architecture.get("unproductive", []))
+        table["unproductive"] = ["yes" if n in unproductive else "" for n in order]
+    missing = _without_statistics(df, order)
+    if missing:
+        last = int(df[df.phase == "epoch"].epoch.max()) + 1
+        table["note"] = [f"no statistics at epoch {last}: every batch NaN/inf, or it did not run"
+                         if n in missing else "" for n in order]  # fmt: skip
     return table
 
 
-def _format(value: object) -> str:
-    if isinstance(value, float):
-        if pd.isna(value):
-            return ""
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.4g}"
-    return html.escape(str(value))
+def _without_statistics(df: pd.DataFrame, order: Sequence[str]) -> set[str]:
+    """Layers with no saturation in the last epoch that has per-epoch values (a diverged
+    epoch's layers whose every batch was rejected as non-finite)."""
+    epochs = df[df.phase == "epoch"].epoch
+    if epochs.empty:
+        return set()
+    last = epochs.max()
+    rows = df[(df.statistic == "saturation") & (df.epoch == last) & df.layer.notna()]
+    return {name for name in order if name not in set(rows.layer)}
 
 
-def _html_table(frame: pd.DataFrame, index_name: str) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = []
-    for index, row in frame.iterrows():
-        cells = "".join(f"<td>{_format(v)}</td>" for v in row)
-        rows.append(f"<tr><td class='name'>{html.escape(str(index))}</td>{cells}</tr>")
-    return (
-        f"<table><tr><th class='name'>{html.escape(index_name)}</th>{head}</tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+#: Per-epoch columns in this order (then the rest alphabetically), with their units.
+_EPOCH_ORDER = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "train_top5",
+                "test_top5", "lr", "seconds")  # fmt: skip
+_UNITS = {"seconds": "seconds (s)", "lr": "learning rate"}
 
 
 def _scalars_table(df: pd.DataFrame) -> pd.DataFrame:
-    rows = df[df.layer.isna() & ~df.phase.isin(section_phases())]  # sections show their own
+    """Model-level values per epoch; the model size (phase "run") is in the run box instead."""
+    rows = df[df.layer.isna() & ~df.phase.isin(section_phases()) & (df.phase != "run")]
     if rows.empty:
         return pd.DataFrame()
     names = rows.statistic.where(rows.phase == "epoch", rows.statistic + " (" + rows.phase + ")")
-    return rows.assign(name=names).pivot_table(
-        index="epoch", columns="name", values="value", aggfunc="last"
+    table = rows.assign(name=names).pivot_table(
+        index="epoch", columns="name", values="value", aggfunc="last", dropna=False
     )
+    table.index = table.index.astype(int) + 1  # epochs as people count them
+    first = [c for c in _EPOCH_ORDER if c in table.columns]
+    table = table[first + sorted(c for c in table.columns if c not in first)]
+    return table.rename(columns=_UNITS)
 
 
-def _images(run_dir: Path, figures: Sequence[tuple[str, object]]) -> str:
-    """Save each figure to ``figures/<name>.png`` and return the <img> tags embedding them."""
-    images = []
-    for name, figure in figures:
-        data = save_figure(figure, run_dir / "figures" / f"{name}.png")
-        images.append(f"<img alt='{name}' src='data:image/png;base64,"
-                      f"{base64.b64encode(data).decode()}'>")  # fmt: skip
-    return "".join(images)
+def _caption(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _figures(run_dir: Path, figures: Sequence[tuple[str, object, str]]) -> str:
+    """Save each figure to ``figures/<name>.png``; return ``<figure>`` tags with captions."""
+    return "".join(
+        figure_html(run_dir / "figures" / f"{name}.png", figure, caption, alt=_caption(name))
+        for name, figure, caption in figures
+    )
 
 
 def _sections(run_dir: Path, df: pd.DataFrame) -> list[Section]:
@@ -137,8 +147,10 @@ def _sections(run_dir: Path, df: pd.DataFrame) -> list[Section]:
 
 def _render(run_dir: Path, section: Section) -> str:
     note = f"<p class='note'>{html.escape(section.note)}</p>" if section.note else ""
-    return (f"<h2>{html.escape(section.title)}</h2>{note}{section.html}"
-            f"{_images(run_dir, section.figures)}")  # fmt: skip
+    body = f"<div class='scroll'>{section.html}</div>" if section.html else ""
+    figures = [(name, figure, f"{section.title}: {_caption(name)}.")
+               for name, figure in section.figures]  # fmt: skip
+    return note + body + _figures(run_dir, figures)
 
 
 def write_report(
@@ -168,43 +180,65 @@ def write_report(
     if layers is None:
         layers = read_layers(run_dir)
     layers = [vars(layer) if not isinstance(layer, dict) else layer for layer in layers]
-    widths = {layer["name"]: layer["num_features"] for layer in layers}
-    figures = [("saturation_by_layer", saturation_by_layer(df))]
-    has_probes = bool(((df.statistic == "probe_test_acc") & (df.phase == "probe")).any())
-    if has_probes:
-        figures.append(("saturation_and_probes", saturation_and_probes(df)))
-    figures += [(f"saturation_heatmap_{p}", saturation_heatmap(df, p)) for p in _output_phases(df)]
-    figures.append(("intrinsic_dimension", intrinsic_dimension_by_layer(df, widths=widths)))
-    images = _images(run_dir, figures)
-    sections = "".join(_render(run_dir, section) for section in _sections(run_dir, df))
-
-    run_info = read_run_info(run_dir)
-    title = html.escape(str(run_info.get("run", run_dir.name)))
-    facts = [f"model <b>{html.escape(str(run_info.get('model', '?')))}</b>",
-             f"started {html.escape(str(run_info.get('started', '?')))}",
-             f"{len(layers)} recorded layers",
-             f"epochs recorded: {df.epoch.nunique() if len(df) else 0}"]  # fmt: skip
+    architecture = read_architecture(run_dir)
+    parts = []
+    curves = training_curves(df)
+    if curves is not None:
+        parts.append(("Training curves", _figures(run_dir, [("training_curves", curves,
+            "Loss and metrics per epoch (train dashed, test solid) and the learning rate.")])))  # fmt: skip
+    parts.append(("Saturation, receptive field and advice", _overview(run_dir, df, architecture)))
+    parts.append(("Saturation and intrinsic dimension", _saturation_figures(run_dir, df, layers)))
+    table = layer_table(df, layers, architecture)
+    parts.append(("Layers (latest epoch)", table_html(table, "layer")))
     scalars = _scalars_table(df)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>layerscope: {title}</title>
-<style>{_STYLE}</style></head><body>
-<h1>layerscope run <code>{title}</code></h1>
-<p>{" &middot; ".join(facts)}</p>
-<h2>Per-epoch values</h2>
-{_html_table(scalars, "epoch") if len(scalars) else "<p class='note'>none logged</p>"}
-<h2>Saturation and intrinsic dimension</h2>
-<p class="note">Saturation is the share of a layer's output dimensions needed to explain 99% of
-the variance of its outputs over a whole phase (the intrinsic dimension divided by the layer's
-width). Low values mean the layer is wider than its data needs; a run of low values at the end of
-the network (a "tail pattern") marks layers that contribute little.{_PROBE_NOTE if has_probes else ""}</p>
-{images}
-<h2>Layers (latest epoch)</h2>
-{_html_table(layer_table(df, layers), "layer")}
-{sections}
-<p class="note">Written by layerscope. Records: <code>records.sqlite</code> in this folder
-(load with <code>layerscope.load(path)</code>).</p>
-</body></html>
-"""
+    parts.append(("Per-epoch values", table_html(scalars, "epoch") if len(scalars)
+                  else "<p class='note'>none logged</p>"))  # fmt: skip
+    parts += [(section.title, _render(run_dir, section)) for section in _sections(run_dir, df)]
+    run_info = read_run_info(run_dir)
+    title = str(run_info.get("run", run_dir.name))
+    text = page(
+        f"layerscope: {title}",
+        f"layerscope run <code>{html.escape(title)}</code>",
+        parts,
+        intro=run_box(run_dir, df, layers),
+        footer="Written by layerscope. Records: <code>records.sqlite</code> in this folder "
+        "(load with <code>layerscope.load(path)</code>); figures: <code>figures/</code>.",
+    )
     path = run_dir / "report.html"
-    atomic_write_text(path, page)
+    atomic_write_text(path, text)
     return path
+
+
+def _overview(run_dir: Path, df: pd.DataFrame, architecture: dict) -> str:
+    figure = main_figure(df, architecture)
+    caption = ("Saturation per layer in forward order (probe accuracy when probes exist); below, "
+               "the receptive field r_max against the input size I. The dashed red line marks the "
+               "border layer b_min: from there on (shaded) layers see more than the whole image and "
+               "are predicted unproductive (dissertation 9.3, 10.3); orange: the tail pattern (8.5).")  # fmt: skip
+    body = _figures(run_dir, [("overview", figure, caption)]) if figure is not None else (
+        "<p class='note'>no saturation recorded yet</p>")  # fmt: skip
+    if not architecture:
+        body += ("<p class='note'>No receptive-field analysis in this folder "
+                 "(<code>architecture.json</code> is written by <code>layerscope run</code>).</p>")  # fmt: skip
+    return body + advice_html(advice_lines(df, architecture))
+
+
+def _saturation_figures(run_dir: Path, df: pd.DataFrame, layers: list[dict]) -> str:
+    widths = {layer["name"]: layer["num_features"] for layer in layers}
+    has_probes = bool(((df.statistic == "probe_test_acc") & (df.phase == "probe")).any())
+    figures = [("saturation_by_layer", saturation_by_layer(df),
+                "Saturation per layer at the latest epoch, one line per phase; s_mu in the legend.")]  # fmt: skip
+    if has_probes:
+        figures.append(("saturation_and_probes", saturation_and_probes(df),
+                        "Saturation (left axis) beside probe accuracy (right axis)."))  # fmt: skip
+    figures += [(f"saturation_heatmap_{p}", saturation_heatmap(df, p),
+                 f"Saturation of every layer over the epochs ({p} phase).")
+                for p in _output_phases(df)]  # fmt: skip
+    figures.append(("intrinsic_dimension", intrinsic_dimension_by_layer(df, widths=widths),
+                    "Intrinsic dimension k per layer beside the layer's width."))  # fmt: skip
+    note = f"""<p class="note">Saturation is the share of a layer's output dimensions needed to
+explain 99% of the variance of its outputs over a whole phase (the intrinsic dimension k divided by
+the layer's width). Low values mean the layer is wider than its data needs; a run of low values at
+the end of the network (a "tail pattern") marks layers that contribute little.
+{_PROBE_NOTE if has_probes else ""}</p>"""
+    return note + _figures(run_dir, figures)

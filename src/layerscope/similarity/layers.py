@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import html
 import inspect
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,6 +63,12 @@ __all__ = [
 ]
 
 
+def _table_html(result, index, columns) -> str:
+    """A result's summary above its values as a table (notebooks)."""
+    frame = pd.DataFrame(result.values, index=list(index), columns=list(columns))
+    return f"<p>{html.escape(repr(result))}</p>" + frame.to_html(float_format="{:.3f}".format)
+
+
 @dataclass(frozen=True, eq=False)
 class SimilarityMatrix:
     """A layer x layer similarity matrix.
@@ -81,6 +88,14 @@ class SimilarityMatrix:
     measure: str
     num_samples: int
     spatial: str
+
+    def __repr__(self) -> str:
+        """Example: ``SimilarityMatrix(cka, 2 x 2 layers, 100 samples, spatial=flatten)``."""
+        return (f"SimilarityMatrix({self.measure}, {len(self.rows)} x {len(self.cols)} layers, "
+                f"{self.num_samples} samples, spatial={self.spatial})")  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        return _table_html(self, self.rows, self.cols)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows: ``layer_a, layer_b, measure, value``."""
@@ -114,6 +129,13 @@ class SimilarityOverEpochs:
     num_samples: int
     spatial: str
     reference_epoch: int
+
+    def __repr__(self) -> str:
+        return (f"SimilarityOverEpochs({self.measure}, {len(self.epochs)} epochs x "
+                f"{len(self.layers)} layers, reference epoch {self.reference_epoch})")  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        return _table_html(self, self.epochs, self.layers)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows: ``epoch, layer, measure, value``."""

@@ -7,6 +7,8 @@ target (atomic on POSIX and Windows), and fsync the folder so the rename survive
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,7 +17,28 @@ from typing import IO
 
 from layerscope.errors import OptionError
 
-__all__ = ["atomic_save", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "json_safe",
+]
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not atomic across threads)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -48,6 +71,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file 0600; the result gets the mode open() would give it (the
+        # user's umask), so colleagues on a shared machine can read reports and checkpoints.
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
             handle.flush()
@@ -98,3 +125,33 @@ def atomic_save(path: str | os.PathLike, save: Callable[[IO], None]) -> None:
     """
     with atomic_write(path, "wb") as handle:
         save(handle)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so that
+    ``json.dumps(..., allow_nan=False)`` writes valid JSON (JSON has no NaN or Infinity).
+
+    Example:
+        >>> json_safe({"loss": float("nan"), "acc": [0.5, float("inf")], "n": 3})
+        {'loss': None, 'acc': [0.5, None], 'n': 3}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, value, *, indent: int | None = 2) -> None:
+    """Replace ``path`` with ``value`` as valid JSON (non-finite floats as null), atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+        >>> atomic_write_json(path, {"loss": float("nan")}, indent=None); path.read_text()
+        '{"loss": null}\\n'
+    """
+    text = json.dumps(json_safe(value), indent=indent, allow_nan=False)
+    atomic_write_text(path, text + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,10 +92,14 @@ class CSVSink(_LineSink):
 
 
 class JSONLinesSink(_LineSink):
-    """One JSON object per line; infinities are written as ``Infinity`` (Python's json)."""
+    """One JSON object per line, valid JSON: a non-finite value is written as the string
+    ``"nan"``, ``"inf"`` or ``"-inf"`` (JSON has no NaN or Infinity) and read back as the float."""
 
     def _line(self, record: Record) -> str:
-        return json.dumps(record.as_dict()) + "\n"
+        row = record.as_dict()
+        if isinstance(row["value"], float) and not math.isfinite(row["value"]):
+            row["value"] = str(row["value"])
+        return json.dumps(row, allow_nan=False) + "\n"
 
 
 def _complete_lines(path: Path) -> str:
@@ -108,7 +113,10 @@ def _complete_lines(path: Path) -> str:
 def read_jsonl(path: Path) -> pd.DataFrame:
     """The records of a JSON-lines store (a partial last line is ignored)."""
     lines = [json.loads(line) for line in _complete_lines(path).splitlines() if line.strip()]
-    return pd.DataFrame(lines, columns=list(COLUMNS))
+    frame = pd.DataFrame(lines, columns=list(COLUMNS))
+    if frame.value.dtype == object:  # "nan" / "inf" / "-inf" strings (and older bare values)
+        frame["value"] = frame.value.map(lambda v: float(v) if v is not None else math.nan)
+    return frame
 
 
 def read_csv(path: Path) -> pd.DataFrame:

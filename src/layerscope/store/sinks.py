@@ -31,7 +31,16 @@ from layerscope.store.records import Record
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SINKS", "MemorySink", "Sink", "SinkFormat", "close_all", "make_sink", "store_formats"]
+__all__ = [
+    "SINKS",
+    "MemorySink",
+    "Sink",
+    "SinkFormat",
+    "close_all",
+    "make_sink",
+    "store_formats",
+    "with_readable_store",
+]
 
 
 @runtime_checkable
@@ -150,6 +159,26 @@ def make_sink(spec: str | Sink, run_dir: str | os.PathLike | None) -> Sink:
             f"write/flush/close, got {type(spec).__name__}"
         )
     return spec
+
+
+def with_readable_store(specs: Iterable[str | Sink], run_dir) -> tuple[str | Sink, ...]:
+    """``specs`` with ``"sqlite"`` added in front when a run folder is given and they are
+    registered names none of which can be read back: a write-only format (``"tensorboard"``)
+    adds to the store, it does not replace it, so :func:`~layerscope.store.load` and the
+    reports still find the records. Sink objects are left as given (their owner chose them).
+
+    Example:
+        >>> with_readable_store(["tensorboard"], "runs/x")
+        ('sqlite', 'tensorboard')
+        >>> with_readable_store(["csv"], "runs/x"), with_readable_store(["tensorboard"], None)
+        (('csv',), ('tensorboard',))
+    """
+    specs = tuple(specs)
+    if run_dir is None or not specs or not all(isinstance(s, str) for s in specs):
+        return specs
+    readable = any(isinstance(s, str) and s in SINKS and SINKS.get(s).reader is not None
+                   for s in specs)  # fmt: skip
+    return specs if readable else ("sqlite", *specs)
 
 
 def close_all(sinks: Iterable[Sink]) -> None:

@@ -141,7 +141,7 @@ def check_widths(selected: Sequence[tuple[str, nn.Module]], max_features: int) -
         >>> check_widths([("fc", nn.Linear(2, 10))], max_features=8)
         Traceback (most recent call last):
         ...
-        layerscope.errors.LayerTooWideError: layer 'fc' (Linear) has 10 output features; its covariance needs 800 B per phase. Exclude it with exclude=['fc'] or raise max_features to 10.
+        layerscope.errors.LayerTooWideError: layer 'fc' (Linear) has 10 output features; its covariance needs 800 B per phase. Exclude it (Tracker(..., exclude=['fc']); in a config: tracker.exclude = ["fc"]) or raise the limit (Tracker(..., max_features=10); in a config: tracker.max_features = 10).
     """
     for name, module in selected:
         width = output_features(module)
@@ -149,7 +149,9 @@ def check_widths(selected: Sequence[tuple[str, nn.Module]], max_features: int) -
             raise LayerTooWideError(
                 f"layer {name!r} ({type(module).__name__}) has {width} output features; its "
                 f"covariance needs {format_bytes(width * width * 8)} per phase. Exclude it "
-                f"with exclude=[{name!r}] or raise max_features to {width}."
+                f"(Tracker(..., exclude=[{name!r}]); in a config: tracker.exclude = "
+                f'["{name}"]) or raise the limit (Tracker(..., max_features={width}); in a '
+                f"config: tracker.max_features = {width})."
             )
 
 

@@ -92,7 +92,8 @@ class TrackerOptions:
     # Record relative weight change and distance from initialisation per epoch (SPEC C8).
     weights: bool = True
     # Where records go: registered sink names (layerscope list sinks) or sink objects; None:
-    # ["sqlite"] with a run folder, else memory only.
+    # ["sqlite"] with a run folder, else memory only. With a run folder and no readable format
+    # among them (e.g. ["tensorboard"]), "sqlite" is added so that load() finds the records.
     sinks: tuple[str | Sink, ...] | None = field(default=None, metadata=_TECHNICAL)
 
     # ------------------------------------------------------------------ building

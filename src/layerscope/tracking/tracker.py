@@ -41,7 +41,7 @@ from layerscope.stats.spectrum import SpectrumStatistics
 from layerscope.store.folder import write_layers, write_run_info
 from layerscope.store.records import Record, make_records
 from layerscope.store.runs import records_frame
-from layerscope.store.sinks import Sink, close_all, make_sink
+from layerscope.store.sinks import Sink, close_all, make_sink, with_readable_store
 from layerscope.tracking.distributed import any_rank, bare_model, is_writer, merge_phases, world
 from layerscope.tracking.extensions import (
     StatisticFactory,
@@ -176,6 +176,7 @@ class Tracker:
             sinks = ("sqlite",) if self.run_dir is not None else ()
         if self.run_dir is not None and self._writer:
             refuse_existing_records(self.run_dir, self.run, self.epoch)
+            sinks = with_readable_store(sinks, self.run_dir)  # tensorboard adds to sqlite
         for spec in sinks:
             self._sinks.append(make_sink(spec, self.run_dir))
 
