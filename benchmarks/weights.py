@@ -91,7 +91,7 @@ def frame_potential_cost(model, repeats: int) -> None:
     plain_time, _ = _best_of(without.step, repeats)
     print(f"weight snapshot per epoch: {plain_time * 1e3:.1f} ms without, {fp_time * 1e3:.1f} ms "
           f"with frame potential ({fp_time / plain_time:.1f}x), {len(layers)} layers")  # fmt: skip
-    x = torch.randn(128, 3, 32, 32)
+    x = torch.randn(128, model.conv1.in_channels, 32, 32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def step():
@@ -117,9 +117,14 @@ def main() -> None:
 
     threadpool_limits(args.threads)
     torch.manual_seed(args.seed)
-    model = create_model("resnet18_cifar", num_classes=10, width=args.width)
+    state = None
+    in_channels = 3
     if args.checkpoint:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        in_channels = state["model"]["conv1.weight"].shape[1]  # digits: 1 channel
+    model = create_model("resnet18_cifar", num_classes=10, width=args.width,
+                         in_channels=in_channels)  # fmt: skip
+    if state is not None:
         model.load_state_dict(state["model"])
         print(f"weights of {args.checkpoint} (epoch {state['epoch']})")
     print(f"threads: {torch.get_num_threads()}")
