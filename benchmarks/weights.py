@@ -11,7 +11,10 @@ weightwatcher is never a dependency of layerscope. Install it in a throwaway vir
     PYTHONPATH=src /tmp/venv-ww/bin/python benchmarks/weights.py
 
 Without weightwatcher the script still measures layerscope and the frame-potential cost.
-Options: ``--repeats N`` (timing repeats, best of), ``--seed S``, ``--width W``, ``--threads T``
+Options: ``--checkpoint PATH`` (an epoch checkpoint of a trained resnet18_cifar run, e.g.
+``logs/resnet18_cifar/digits/32/s0/checkpoints/epoch-0003.pt`` from
+``examples/weights_resnet18_digits.toml``, with its ``--width``; default: the initial weights),
+``--repeats N`` (timing repeats, best of), ``--seed S``, ``--width W``, ``--threads T``
 (torch and BLAS threads, default 1: both libraries then run on the same single core, which keeps
 the ratio stable on a shared machine).
 """
@@ -88,7 +91,7 @@ def frame_potential_cost(model, repeats: int) -> None:
     plain_time, _ = _best_of(without.step, repeats)
     print(f"weight snapshot per epoch: {plain_time * 1e3:.1f} ms without, {fp_time * 1e3:.1f} ms "
           f"with frame potential ({fp_time / plain_time:.1f}x), {len(layers)} layers")  # fmt: skip
-    x = torch.randn(128, 3, 32, 32)
+    x = torch.randn(128, model.conv1.in_channels, 32, 32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def step():
@@ -107,13 +110,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint", help="epoch checkpoint of a resnet18_cifar run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(args.threads)
     torch.manual_seed(args.seed)
-    model = create_model("resnet18_cifar", num_classes=10, width=args.width)
+    state = None
+    in_channels = 3
+    if args.checkpoint:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        in_channels = state["model"]["conv1.weight"].shape[1]  # digits: 1 channel
+    model = create_model("resnet18_cifar", num_classes=10, width=args.width,
+                         in_channels=in_channels)  # fmt: skip
+    if state is not None:
+        model.load_state_dict(state["model"])
+        print(f"weights of {args.checkpoint} (epoch {state['epoch']})")
     print(f"threads: {torch.get_num_threads()}")
     compare(model, args.repeats)
     frame_potential_cost(model, args.repeats)

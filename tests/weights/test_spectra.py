@@ -131,3 +131,18 @@ def test_degenerate_weights_are_defined():
         layer_spectrum(nn.Conv2d(1, 2, 3), conv="fft")
     with pytest.raises(OptionError, match="no weight matrix"):
         layer_spectrum(nn.LSTM(2, 2))
+
+
+def test_small_sample_fit_is_bias_corrected_with_xmin_by_ks():
+    x = np.sort(np.random.default_rng(4).pareto(2.0, 15) + 1.0)
+    best = None
+    for i in range(len(x) - 1):
+        tail = x[i:]
+        if len(tail) < 8:
+            continue
+        alpha = 1 + (len(tail) - 1) / np.sum(np.log(tail / tail[0]))
+        ks = np.max(np.abs(1 - (tail / tail[0]) ** (1 - alpha) - np.arange(len(tail)) / len(tail)))
+        if best is None or ks < best[0]:
+            best = (ks, alpha, tail[0], len(tail))
+    fit = power_law_fit(x)
+    assert (fit["D"], fit["alpha"], fit["xmin"], fit["num_pl_spikes"]) == pytest.approx(best)

@@ -8,9 +8,10 @@ in test accuracies", 2021), computed from the eigenvalues ``λ`` of ``W Wᵀ`` (
   maximum likelihood, ``alpha = 1 + n / sum log(λ_i / xmin)``, with ``xmin`` the candidate
   (every eigenvalue above 1e-5 but the largest) whose fit has the smallest Kolmogorov-Smirnov
   distance ``D`` between the tail's empirical CDF and ``1 - (λ / xmin)^(1 - alpha)`` (Clauset,
-  Shalizi & Newman 2009); with fewer than 20 candidates the bias-corrected estimator
-  ``1 + (n - 1) / sum log(λ_i / xmin)`` over tails of at least 8 and the objective
-  ``D - 0.868 / sqrt(n)`` are used, as weightwatcher 0.7.7 does; ``sigma = (alpha - 1) / sqrt(n)``;
+  Shalizi & Newman 2009); with fewer than 20 eigenvalues the bias-corrected estimator
+  ``1 + (n - 1) / sum log(λ_i / xmin)`` over tails of at least 8, xmin again by the smallest D
+  (weightwatcher 0.7.7 computes a small-sample objective too, then picks by D, as here);
+  ``sigma = (alpha - 1) / sqrt(n)``;
 - ``num_pl_spikes``: eigenvalues ``>= xmin``;
 - ``lambda_max`` (= ``spectral_norm``), ``log_spectral_norm = log10 lambda_max``,
   ``norm = sum λ`` (the squared Frobenius norm), ``log_norm = log10 norm``,
@@ -111,18 +112,16 @@ def _fit_standard(data: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def _fit_small(data: np.ndarray) -> tuple[float, float, float, float]:
-    """Bias-corrected fit for small samples: tails of >= 8, objective D - 0.868 / sqrt(n)."""
+    """Bias-corrected fit for small samples: tails of >= 8, xmin by the smallest D."""
     starts, n, log_ratio_sums = _tail_sums(data)
     usable = (n >= 8) & (log_ratio_sums > 1e-12)
     alphas = np.zeros(len(starts))
     alphas[usable] = 1.0 + (n[usable] - 1.0) / log_ratio_sums[usable]
     fitted = usable & (alphas > 1.0)
     distances = np.ones(len(starts))
-    objective = np.full(len(starts), np.inf)
     if fitted.any():
         distances[fitted] = _tail_ks(data, alphas[fitted], starts[fitted])
-        objective[fitted] = distances[fitted] - 0.868 / np.sqrt(n[fitted])
-        best = int(np.argmin(objective))
+        best = int(np.argmin(distances))
     else:
         best = 0
         whole = float(np.log(data).sum() - len(data) * np.log(data[0]))
