@@ -11,7 +11,10 @@ weightwatcher is never a dependency of layerscope. Install it in a throwaway vir
     PYTHONPATH=src /tmp/venv-ww/bin/python benchmarks/weights.py
 
 Without weightwatcher the script still measures layerscope and the frame-potential cost.
-Options: ``--repeats N`` (timing repeats, best of), ``--seed S``, ``--width W``, ``--threads T``
+Options: ``--checkpoint PATH`` (an epoch checkpoint of a trained resnet18_cifar run, e.g.
+``logs/resnet18_cifar/digits/32/s0/checkpoints/epoch-0003.pt`` from
+``examples/weights_resnet18_digits.toml``, with its ``--width``; default: the initial weights),
+``--repeats N`` (timing repeats, best of), ``--seed S``, ``--width W``, ``--threads T``
 (torch and BLAS threads, default 1: both libraries then run on the same single core, which keeps
 the ratio stable on a shared machine).
 """
@@ -107,6 +110,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint", help="epoch checkpoint of a resnet18_cifar run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from threadpoolctl import threadpool_limits
@@ -114,6 +118,10 @@ def main() -> None:
     threadpool_limits(args.threads)
     torch.manual_seed(args.seed)
     model = create_model("resnet18_cifar", num_classes=10, width=args.width)
+    if args.checkpoint:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        print(f"weights of {args.checkpoint} (epoch {state['epoch']})")
     print(f"threads: {torch.get_num_threads()}")
     compare(model, args.repeats)
     frame_potential_cost(model, args.repeats)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from layerscope.errors import OptionError
-from layerscope.weights import kneedle, low_rank, low_rank_residuals, low_rank_table
+from layerscope.weights import kneedle, low_rank_approximation, low_rank_residuals, low_rank_table
 
 
 @pytest.mark.parametrize("shape", [(6, 9), (9, 4)])
@@ -24,7 +24,7 @@ def test_residuals_are_tail_sums_of_squared_singular_values(shape):
         approx = (u[:, :k] * sv[:k]) @ vh[:k] if k <= len(s) else matrix
         np.testing.assert_allclose(residual, np.linalg.norm(matrix - approx), atol=1e-9)
         if k <= len(s):
-            np.testing.assert_allclose(low_rank(torch.tensor(matrix), k).numpy(), approx,
+            np.testing.assert_allclose(low_rank_approximation(torch.tensor(matrix), k).numpy(), approx,
                                        atol=1e-10)  # fmt: skip
     spectral = low_rank_residuals(torch.tensor(matrix), norm="spectral")
     expected = [s[k] if k < len(s) else 0.0 for k in spectral.k]

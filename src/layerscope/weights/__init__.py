@@ -33,7 +33,12 @@ from layerscope.weights.heavy_tails import (
     marchenko_pastur_density,
     power_law_fit,
 )
-from layerscope.weights.low_rank import kneedle, low_rank, low_rank_residuals, low_rank_table
+from layerscope.weights.low_rank import (
+    kneedle,
+    low_rank_approximation,
+    low_rank_residuals,
+    low_rank_table,
+)
 from layerscope.weights.pruning import (
     CRITERIA,
     PAPER_NAMES,
@@ -62,7 +67,7 @@ __all__ = [
     "kneedle",
     "layer_matrix",
     "layer_spectrum",
-    "low_rank",
+    "low_rank_approximation",
     "low_rank_residuals",
     "low_rank_table",
     "marchenko_pastur_bounds",

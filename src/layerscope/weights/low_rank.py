@@ -24,7 +24,7 @@ from torch import nn
 from layerscope.errors import OptionError
 from layerscope.weights.units import get_layer, layer_matrix, write_matrix
 
-__all__ = ["kneedle", "low_rank", "low_rank_residuals", "low_rank_table"]
+__all__ = ["kneedle", "low_rank_approximation", "low_rank_residuals", "low_rank_table"]
 
 _NORMS = ("fro", "spectral")
 
@@ -81,13 +81,13 @@ def low_rank_residuals(matrix: torch.Tensor, norm: str = "fro") -> pd.DataFrame:
     return pd.DataFrame({"k": ks, "residual": residual, "relative_residual": relative})
 
 
-def low_rank(matrix: torch.Tensor, k: int) -> torch.Tensor:
+def low_rank_approximation(matrix: torch.Tensor, k: int) -> torch.Tensor:
     """The best rank-``k`` approximation W_k of ``matrix`` (float64); ``k`` at or above the
     rank gives W itself (up to rounding).
 
     Example:
         >>> w = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
-        >>> low_rank(w, 1).tolist()
+        >>> low_rank_approximation(w, 1).tolist()
         [[3.0, 0.0], [0.0, 0.0]]
     """
     top = min(matrix.shape)
@@ -137,7 +137,7 @@ def low_rank_table(
         curve = low_rank_residuals(matrix, norm)
         curves.append(curve.assign(layer=name))
         chosen = _choose(curve, k, matrix, name)
-        approximation = low_rank(matrix, chosen)
+        approximation = low_rank_approximation(matrix, chosen)
         whole = float(torch.linalg.matrix_norm(matrix))
         kept = float(torch.linalg.matrix_norm(approximation))
         copied = copy.deepcopy(model)
