@@ -60,23 +60,29 @@ def _train(epochs: int, seed: int, classes: int):
     return model.eval(), initial, _tensors(splits.test, classes)
 
 
-def _figure(curves, path) -> None:
+def _figure(curves, updates, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
     for (classes, seed, k), curve in curves.items():
         line = ax.plot(curve.k, curve.relative_residual, linewidth=1,
                        label=f"{classes} classes, seed {seed}: elbow k = {k}")  # fmt: skip
         at = curve[curve.k == k].relative_residual.iloc[0]
         ax.plot([k], [at], "o", color=line[0].get_color())
+    for (classes, seed, k), curve in updates.items():
+        ax.plot(curve.k, curve.relative_residual, linewidth=1, linestyle="--", color="black",
+                label=f"update W - W_init, own norm ({classes} classes, seed {seed}): elbow {k}")  # fmt: skip
+    for classes in sorted({key[0] for key in curves}):
+        ax.axvline(classes, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("rank k of the approximation (log)")
     ax.set_ylabel("||W - W_k||_F / ||W||_F")
-    ax.set_title(f"first dense layer ({LAYER}, 256 x 256) of an MLP on digits", fontsize=9)
-    ax.legend(fontsize=6)
+    ax.set_title(f"first dense layer ({LAYER}, 256 x 256) of an MLP on digits; dotted: k = classes",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -87,7 +93,7 @@ def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
     timer = StudyTimer()
     torch.set_num_threads(1)
     plan = QUICK if quick else FULL
-    rows, curves = [], {}
+    rows, curves, updates = [], {}, {}
     for classes in plan["classes"]:
         for seed in plan["seeds"]:
             model, initial, (x, y) = _train(plan["epochs"], seed, classes)
@@ -116,6 +122,8 @@ def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
                          "accuracy_drop_at_k_classes": 100.0 * (at_classes["metric"]
                                                                 - at_classes["metric_low_rank"])})  # fmt: skip
             curves[(classes, seed, row["k"])] = curve
+            if seed == plan["seeds"][0]:
+                updates[(classes, seed, update_k)] = residuals
     summary = {}
     for classes in plan["classes"]:
         mine = [r for r in rows if r["classes"] == classes]
@@ -124,7 +132,7 @@ def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
                                              "norm_percent_at_k_classes",
                                              "accuracy_drop_at_k_classes")}  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
-    _figure(curves, f"{out}/low_rank_elbow.png")
+    _figure(curves, updates, f"{out}/low_rank_elbow.png")
     results = {"study": "low_rank_elbow", "quick": quick, "plan": plan, "layer": LAYER,
                "rows": rows, "summary": summary, "wall_seconds": timer.seconds()}  # fmt: skip
     write_results(out, results)
