@@ -83,7 +83,14 @@ def test_errors(folder, capsys):
 def test_repository_studies_are_listed():
     """The studies shipped in examples/studies each say what they reproduce."""
     studies = list_studies()
-    for name in ("width_saturation", "saturation_converges", "bottom_up"):
+    for name in (
+        "width_saturation",
+        "saturation_converges",
+        "bottom_up",
+        "rwc_clusters",
+        "pruning_frame_potential",
+        "low_rank_elbow",
+    ):
         assert studies[name].startswith("Study ")
 
 

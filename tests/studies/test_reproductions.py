@@ -69,3 +69,41 @@ def test_probes_stop_improving_after_the_border(tmp_path):
     # layers after the border add little over the best layer up to it (dissertation 9.3)
     assert max(accuracy[border:]) - max(accuracy[:border]) < 0.05
     assert saturation[-1] < 0.75 * max(saturation)  # the last convolution is the least used
+
+
+@pytest.mark.slow
+def test_pruning_magnitude_beats_frame_potential_beats_random(tmp_path):
+    results = quick("pruning_frame_potential", tmp_path)
+    area = {row["criterion"]: row["mean_accuracy_over_curve"] for row in results["rows"]}
+    assert results["baseline_accuracy"] > 0.9
+    assert area["smallest_norm"] >= area["smallest_contribution"]  # magnitude beats FP
+    assert area["smallest_contribution"] > area["random"] > area["largest_contribution"]
+    assert (
+        results["ranking"][-1] == "largest_norm"
+    )  # measured: the largest norms, not contributions
+    assert results["curves"][0]["removed"] == 0
+
+
+@pytest.mark.slow
+def test_low_rank_elbow_follows_the_width_not_the_classes(tmp_path):
+    results = quick("low_rank_elbow", tmp_path)
+    ten, five = results["summary"]["10"], results["summary"]["5"]
+    # measured (not the paper's k = 10): the elbow of a mostly-random 256 x 256 layer is near 128
+    assert ten["k"] > 50 and five["k"] > 50
+    assert abs(ten["k"] - five["k"]) < 15
+    assert ten["norm_percent"] > 90 and ten["accuracy_drop_points"] < 2
+    assert ten["update_elbow_k"] < ten["k"]
+    assert ten["accuracy_drop_at_k_classes"] > 10  # rank 10 is far too low here
+
+
+@pytest.mark.slow
+def test_rwc_clusters_split_off_the_shortcuts_and_rwc_falls(tmp_path):
+    results = quick("rwc_clusters", tmp_path)
+    summary, rows = results["summary"], results["rows"]
+    assert len(rows) == 21  # 17 3x3 convolutions, 3 shortcuts, fc
+    assert summary["k"] == max(summary["silhouettes"], key=lambda k: summary["silhouettes"][k])
+    assert 2 <= summary["k"] <= 10
+    assert summary["spearman_epoch_vs_mean_rwc"] < -0.8  # RWC falls over training
+    shortcuts = {row["cluster"] for row in rows if "downsample" in row["layer"]}
+    lowest = min(range(summary["k"]), key=lambda c: sum(summary["centers"][c]))
+    assert shortcuts == {lowest}  # the 1x1 shortcuts change least, and cluster together
