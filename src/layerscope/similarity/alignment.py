@@ -57,11 +57,11 @@ class _Kernel:
         # HSIC and HSIC_1 are translation invariant; centring is for accuracy. One new matrix:
         # the centred features in the compute dtype; ``residual`` is what rounding left of the
         # column means (tiny), removed from the biased estimator's products exactly.
-        self.x, self.residual = centred(raw, dtype, name)
+        self.x, self.residual = centred(raw, dtype, name, residual=not unbiased)
         self.n, self.d = self.x.shape
         self.unbiased = unbiased
-        self.diagonal = torch.linalg.vector_norm(self.x, dim=1).square()  # (n,) K_ii
         if unbiased:
+            self.diagonal = torch.linalg.vector_norm(self.x, dim=1).square()  # (n,) K_ii
             column_sums = self.x.sum(dim=0)  # ~0 after centring; kept so the formula is exact
             self.row_sums = self.x @ column_sums - self.diagonal  # (n,) K~ 1
             self.total = column_sums @ column_sums - self.diagonal.sum()  # 1^T K~ 1

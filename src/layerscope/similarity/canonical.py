@@ -117,6 +117,7 @@ class _Products:
     n: int
     tolerance_x: float  # squared singular-value threshold (rtol * ||x||_F)^2
     tolerance_y: float
+    eps: float  # machine epsilon of the dtype the products were formed in
 
 
 def _products(x, y, eps_x, eps_y, rtol, dtype) -> _Products:
@@ -128,10 +129,12 @@ def _products(x, y, eps_x, eps_y, rtol, dtype) -> _Products:
     tolerance_y = ((eps_y if rtol is None else rtol) * float(torch.linalg.vector_norm(y))) ** 2
     xc, rx = centred(x, dtype, "x")
     yc, ry = centred(y, dtype, "y")
-    xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n)
-    yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n)
-    xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n)
-    return _Products(xx, yy, xy, n, tolerance_x, tolerance_y)
+    # The d x d work after the products is done in float64 whatever the compute dtype (it costs
+    # little beside the products); its thresholds use the products' own epsilon.
+    xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n).double()
+    yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n).double()
+    xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n).double()
+    return _Products(xx, yy, xy, n, tolerance_x, tolerance_y, torch.finfo(dtype).eps)
 
 
 @dataclass
@@ -159,7 +162,7 @@ class _Whitening:
         return self.scale[:, None] * (rows if columns is None else rows[:, columns])
 
 
-def _whitening(gram: torch.Tensor, tolerance: float, name: str) -> _Whitening:
+def _whitening(gram: torch.Tensor, tolerance: float, eps: float, name: str) -> _Whitening:
     """Whiten the neurons whose variance is above the rank threshold.
 
     A neuron with ``S_kk <= (rtol ||x||_F)^2`` (dead, constant, constant up to the input's
@@ -179,7 +182,7 @@ def _whitening(gram: torch.Tensor, tolerance: float, name: str) -> _Whitening:
         )
     scale = diagonal[alive].rsqrt()
     correlation = scale[:, None] * gram[alive][:, alive] * scale[None, :]
-    floor = alive.numel() * torch.finfo(gram.dtype).eps
+    floor = alive.numel() * eps
     factor, info = torch.linalg.cholesky_ex(correlation)
     if int(info) == 0 and float(factor.diagonal().min()) ** 2 > floor:
         return _Whitening(alive, scale, factor, None)
@@ -262,15 +265,15 @@ def cca(
     """
     x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
     products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
-    wx = _whitening(products.xx, products.tolerance_x, "x")
-    wy = _whitening(products.yy, products.tolerance_y, "y")
+    wx = _whitening(products.xx, products.tolerance_x, products.eps, "x")
+    wy = _whitening(products.yy, products.tolerance_y, products.eps, "y")
     _check_sample_size(products.n, wx.rank, wy.rank, "cca")
     rho = torch.linalg.svdvals(_whitened_cross(products, wx, wy))
     return _result("cca", rho, wx.rank, wy.rank, products.n)
 
 
 def _keep_top(
-    gram: torch.Tensor, tolerance: float, variance: float, dims: int | None, name: str
+    gram: torch.Tensor, tolerance: float, eps: float, variance: float, dims: int | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The top principal directions of Xc (eigenvectors of S = Xc^T Xc, (d, k)) and their
     variances (k,): those above the rank threshold (lambda = s^2 > (rtol ||x||_F)^2 and above
@@ -278,7 +281,7 @@ def _keep_top(
     ``variance``."""
     values, vectors = torch.linalg.eigh(gram)
     values, vectors = values.flip(0), vectors.flip(1)  # descending
-    floor = max(tolerance, gram.shape[0] * torch.finfo(gram.dtype).eps * float(values[0]))
+    floor = max(tolerance, gram.shape[0] * eps * float(values[0]))
     rank = int((values > floor).sum())
     if rank == 0:
         raise DegenerateInputError(
@@ -336,8 +339,8 @@ def svcca(
             raise SimilarityInputError(f"svcca: dims must be positive ints, got {dims!r}")
     x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
     products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
-    vx, lx = _keep_top(products.xx, products.tolerance_x, variance, dims_x, "x")
-    vy, ly = _keep_top(products.yy, products.tolerance_y, variance, dims_y, "y")
+    vx, lx = _keep_top(products.xx, products.tolerance_x, products.eps, variance, dims_x, "x")
+    vy, ly = _keep_top(products.yy, products.tolerance_y, products.eps, variance, dims_y, "y")
     _check_sample_size(products.n, lx.numel(), ly.numel(), "svcca")
     # The reduced matrices Xc V_x have the diagonal covariance diag(lambda_x): whitening is a
     # division.
@@ -378,8 +381,8 @@ def pwcca(
         )
     x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
     products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
-    wx = _whitening(products.xx, products.tolerance_x, "x")
-    wy = _whitening(products.yy, products.tolerance_y, "y")
+    wx = _whitening(products.xx, products.tolerance_x, products.eps, "x")
+    wy = _whitening(products.yy, products.tolerance_y, products.eps, "y")
     dims_x, dims_y = wx.rank, wy.rank
     _check_sample_size(products.n, dims_x, dims_y, "pwcca")
     u, rho, vh = torch.linalg.svd(_whitened_cross(products, wx, wy), full_matrices=False)

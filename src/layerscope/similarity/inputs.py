@@ -100,25 +100,29 @@ def pair(x, y, spatial, precision: str, min_samples: int):
     return x, y.to(x.device), eps
 
 
-def centred(x: torch.Tensor, dtype: torch.dtype, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def centred(
+    x: torch.Tensor, dtype: torch.dtype, name: str, *, residual: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x`` minus its column means, in ``dtype``, and the column means that rounding left.
 
     One new (n, d) tensor: the dtype conversion and the centring share a pass. The means are
-    taken in float64 for float64 work, so what is left (the second return, (d,)) is tiny; the
-    measures remove it from their products exactly (``Xc^T Yc - n r_x r_y^T``) instead of with a
-    second pass over the data. NaN or inf anywhere shows in the means, so no separate check reads
-    the data.
+    taken in the input's dtype (a float64 accumulation of float32 columns is several times
+    slower); what they miss comes back as the second return, (d,), the means of the centred
+    columns in ``dtype`` (None when ``residual`` is False), which the measures remove from their
+    products exactly (``Xc^T Yc - n r_x r_y^T``) instead of with a second pass over the data.
+    NaN or inf anywhere shows in the means, so no separate check reads the data.
     """
-    exact = dtype == torch.float64 or not x.dtype.is_floating_point
-    mean = x.mean(dim=0, dtype=torch.float64) if exact else x.mean(dim=0)
+    if not x.dtype.is_floating_point:
+        x = x.to(dtype)
+    mean = x.mean(dim=0)
     if not bool(torch.isfinite(mean).all()):
         raise SimilarityInputError(f"{name} contains NaN or inf; remove those samples first")
-    if x.dtype == dtype or dtype == torch.float64:
+    if x.dtype == dtype or dtype == torch.float64:  # one pass: convert (promote) and centre
         out = torch.sub(x, mean.to(dtype))
     else:
         out = x.to(dtype)
         out -= mean.to(dtype)
-    return out, out.mean(dim=0)
+    return out, (out.mean(dim=0) if residual else None)
 
 
 def epsilon(input_dtype: torch.dtype, compute_dtype: torch.dtype) -> float:
