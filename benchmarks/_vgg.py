@@ -1,14 +1,10 @@
 """The benchmark networks for 3 x 32 x 32 inputs: VGG-style (8 conv layers of 64-512 channels)
 and a small 4-conv CNN (32-64 channels, like the one Delve's overhead was first measured on).
 
-Self-contained (torch only) so that the Delve comparison can import it from a venv without
-layerscope.
+Self-contained (torch only).
 """
 
 from __future__ import annotations
-
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -46,11 +42,12 @@ def small_cnn(num_classes: int = 10) -> nn.Sequential:
 MODELS = {"vgg": vgg_like, "small": small_cnn}
 
 
-def make_step(model: nn.Module, batch_size: int = 64):
-    """A closure doing one SGD training step on fixed random data."""
+def make_step(model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu"):
+    """A closure doing one SGD training step of ``model`` (already on ``device``) on fixed
+    random data."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, 32, 32, generator=generator)
-    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    x = torch.randn(batch_size, 3, 32, 32, generator=generator).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_function = nn.CrossEntropyLoss()
 
@@ -60,12 +57,3 @@ def make_step(model: nn.Module, batch_size: int = 64):
         optimizer.step()
 
     return step
-
-
-def median_step_seconds(step, steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

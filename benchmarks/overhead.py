@@ -1,113 +1,179 @@
-"""Tracking overhead: median training-step time, untracked vs tracked, measured in one run.
+"""Tracking overhead: per-step time ratios, tracked vs untracked, interleaved step by step.
 
-    python benchmarks/overhead.py [--steps 12] [--rounds 3]
-    # Delve 0.1.50 beside it (never a dependency; a throwaway venv):
-    python3 -m venv /tmp/delve-venv
-    /tmp/delve-venv/bin/pip install torch==2.13.0 delve==0.1.50
-    python benchmarks/overhead.py --delve-python /tmp/delve-venv/bin/python
+    python benchmarks/overhead.py [--model vgg|small] [--steps 60] [--device cpu|cuda]
+    # Delve 0.1.50 in the same process (never a dependency; a throwaway venv holding both):
+    python3 -m venv /tmp/venv-16
+    /tmp/venv-16/bin/pip install torch==2.13.0            # first, or pip picks a CUDA build
+    /tmp/venv-16/bin/pip install --no-deps delve==0.1.50
+    /tmp/venv-16/bin/pip install matplotlib pandas tensorboardX tqdm -e .
+    /tmp/venv-16/bin/python benchmarks/overhead.py
 
 The default network is VGG-style (benchmarks/_vgg.py: 8 conv layers of 64-512 channels with
-batch norm, batch 64 of random 3 x 32 x 32 inputs, SGD); ``--model small`` is a 4-conv CNN. Configurations are measured in interleaved rounds
-(untracked, float64, mixed, untracked, ...) so that drift in the machine's speed hits all of them
-alike; each round takes the median of ``--steps`` steps after one warm-up step, and the table
-shows the median over rounds. Ratios are to the untracked median of the same process. The end of
-an epoch (eigendecompositions, records) is timed separately: it happens once per epoch.
+batch norm, batch 64 of random 3 x 32 x 32 inputs, SGD); ``--model small`` is a 4-conv CNN.
+
+Every configuration (untracked, each layerscope precision, Delve when it imports) trains its own
+copy of the same network in this one process. Step ``i`` runs one training step of every
+configuration, in an order rotated from step to step, so that a change in the machine's speed
+(other processes, frequency scaling) hits all of them at nearly the same moment. The result of a
+configuration is the median over steps of ``time(step i) / time(untracked step i)`` with the
+interquartile range of those per-step ratios; milliseconds are printed only for scale. The end of
+an epoch (eigendecompositions, records) happens once per epoch and is timed separately.
+
+The "Gram floor" line times what no tracker of full covariances can avoid: the Gram products of
+all recorded layers' outputs alone (float32 and float64), interleaved with untracked steps too.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _vgg import MODELS, make_step, median_step_seconds
+from _vgg import MODELS, make_step
 
 from layerscope import Tracker
 
 
-def measure(model_name: str, steps: int, rounds: int) -> dict[str, float]:
-    torch.manual_seed(0)
-    model = MODELS[model_name]()
-    step = make_step(model)
-    configurations = {
-        "untracked": None,
-        "tracked float64": {"precision": "float64"},
-        "tracked mixed": {"precision": "mixed"},
-    }
-    results: dict[str, list[float]] = {name: [] for name in configurations}
-    end_of_epoch: dict[str, list[float]] = {
-        name: [] for name in configurations if name != "untracked"
-    }
-    for _ in range(rounds):
-        for name, options in configurations.items():
-            if options is None:
-                step()
-                results[name].append(median_step_seconds(step, steps))
-                continue
-            with Tracker(model, weights=True, **options) as tracker:
-                step()  # warm-up: first-touch of the scratch buffers
-                results[name].append(median_step_seconds(step, steps))
-                start = time.perf_counter()
-                tracker.end_epoch()
-                end_of_epoch[name].append(time.perf_counter() - start)
-    summary = {name: statistics.median(values) for name, values in results.items()}
-    summary.update({f"end_epoch {n}": statistics.median(v) for n, v in end_of_epoch.items()})
-    return summary
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def delve_ratio(python: str, model_name: str, steps: int, rounds: int) -> str:
-    script = Path(__file__).parent / "_delve_overhead.py"
-    completed = subprocess.run(
-        [
-            python,
-            str(script),
-            "--model",
-            model_name,
-            "--steps",
-            str(steps),
-            "--rounds",
-            str(rounds),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+def _timed(step: Callable[[], None], device: torch.device) -> float:
+    _synchronise(device)
+    start = time.perf_counter()
+    step()
+    _synchronise(device)
+    return time.perf_counter() - start
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile)."""
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def _delve_step(model: torch.nn.Module, folder: str, device: torch.device):
+    """A training step of ``model`` under Delve 0.1.50's SaturationTracker, or None."""
+    try:
+        from delve import SaturationTracker
+    except ImportError:
+        return None
+    SaturationTracker(
+        str(Path(folder) / "delve"),
+        save_to="csv",
+        modules=model,
+        device=str(device),
+        stats=["lsat"],
     )
-    if completed.returncode != 0:
-        return f"Delve run failed: {completed.stderr.strip().splitlines()[-1:]}"
-    return completed.stdout.strip().splitlines()[-1]
+    return make_step(model, device=device)
+
+
+def _gram_floor_step(model: torch.nn.Module, device: torch.device, dtype: torch.dtype):
+    """A step that does the untracked step, then the Gram products of every recorded layer's
+    output in ``dtype`` (outputs captured by hooks, multiplied after the step)."""
+    captured: list[tuple[torch.Tensor, int]] = []
+
+    def hook(module, args, output):
+        feature_dim = 1 if output.dim() > 2 else -1
+        captured.append((output.detach(), feature_dim))
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+            module.register_forward_hook(hook)
+    plain = make_step(model, device=device)
+    buffers: dict[int, torch.Tensor] = {}
+
+    def step() -> None:
+        plain()
+        for index, (output, feature_dim) in enumerate(captured):
+            d = output.shape[feature_dim]
+            rows = output.movedim(feature_dim, 0)
+            buffer = buffers.get(index)
+            if buffer is None:
+                buffer = buffers[index] = torch.empty(rows.shape, dtype=dtype, device=device)
+            buffer.copy_(rows)
+            flat = buffer.view(d, -1)
+            flat @ flat.T
+        captured.clear()
+
+    return step
+
+
+def measure(model_name: str, steps: int, device: torch.device, floor: bool) -> None:
+    torch.manual_seed(0)
+    base = MODELS[model_name]().to(device)
+    configurations: dict[str, Callable[[], None]] = {
+        "untracked": make_step(copy.deepcopy(base), device=device)
+    }
+    trackers = {}
+    for precision in ("float64", "mixed"):
+        model = copy.deepcopy(base)
+        trackers[precision] = Tracker(model, precision=precision)
+        configurations[f"layerscope {precision}"] = make_step(model, device=device)
+    with tempfile.TemporaryDirectory() as folder:
+        delve = _delve_step(copy.deepcopy(base), folder, device)
+        if delve is not None:
+            configurations["delve 0.1.50"] = delve
+        if floor:
+            for dtype in (torch.float32, torch.float64):
+                name = f"Gram floor {str(dtype)[6:]}"
+                configurations[name] = _gram_floor_step(copy.deepcopy(base), device, dtype)
+        names = list(configurations)
+        for name in names:  # warm-up: allocator, first touch of buffers, Delve's setup
+            configurations[name]()
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(steps):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                times[name].append(_timed(configurations[name], device))
+    end_of_epoch = {}
+    for precision, tracker in trackers.items():
+        start = time.perf_counter()
+        tracker.end_epoch()
+        end_of_epoch[precision] = time.perf_counter() - start
+        tracker.close()
+
+    untracked = times["untracked"]
+    print(f"{'configuration':<20} {'median ms':>9} {'ratio':>7} {'IQR of ratios':>17}")
+    for name in names:
+        ratios = [t / u for t, u in zip(times[name], untracked, strict=True)]
+        q1, median, q3 = quartiles(ratios)
+        milliseconds = statistics.median(times[name]) * 1e3
+        print(f"{name:<20} {milliseconds:>9.1f} {median:>7.3f} {q1:>8.3f} - {q3:.3f}")
+    for precision, seconds in end_of_epoch.items():
+        print(f"end_epoch ({precision}): {seconds * 1e3:.0f} ms once per epoch")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12, help="steps per round (median taken)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60, help="interleaved steps (>= 40)")
     parser.add_argument(
         "--model",
         choices=sorted(MODELS),
         default="vgg",
         help="vgg: 8 conv layers, 64-512 channels (default); small: 4 conv layers",
     )
-    parser.add_argument("--delve-python", help="python of a venv with delve==0.1.50 installed")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--no-floor", action="store_true", help="leave out the bare Gram products")
     args = parser.parse_args()
+    if args.steps < 4:
+        parser.error("--steps must be at least 4 (quartiles)")
+    device = torch.device(args.device)
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, model {args.model}, batch 64, 3x32x32")
-    summary = measure(args.model, args.steps, args.rounds)
-    base = summary["untracked"]
-    print(f"{'configuration':<18} {'step ms':>8} {'ratio':>6}")
-    for name in ("untracked", "tracked float64", "tracked mixed"):
-        print(f"{name:<18} {summary[name] * 1e3:>8.1f} {summary[name] / base:>6.3f}")
-    for name in ("float64", "mixed"):
-        print(
-            f"end_epoch ({name}): {summary[f'end_epoch tracked {name}'] * 1e3:.0f} ms once per epoch"
-        )
-    if args.delve_python:
-        print(delve_ratio(args.delve_python, args.model, args.steps, args.rounds))
+    print(
+        f"torch {torch.__version__}, {threads} threads, device {device}, model {args.model}, "
+        f"batch 64, 3x32x32, {args.steps} interleaved steps"
+    )
+    measure(args.model, args.steps, device, floor=not args.no_floor)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-"""Time per similarity measure on n = 10000 samples, d = 512 against d = 256, float64 and float32.
+"""Similarity measures beside their floor, the bare products X^T X, Y^T Y, X^T Y, in one run.
 
-    python benchmarks/similarity.py [--samples 10000] [--widths 512 256] [--repeats 3] [--gram]
-                                    [--threads N] [--device cuda]
+    python benchmarks/similarity.py [--samples 10000] [--widths 512 256] [--repeats 5]
+                                    [--threads N ...] [--device cuda]
 
 The inputs are float32 activations (as a model produces them) sharing a 64-dimensional signal.
-"precision" is the arithmetic inside the measure (``precision=`` of the functions); the value
-column shows what each measure returns and "|diff|" its distance from the float64 value of the
-same measure, all measured in one run. Linear CKA runs in feature space (d1 x d2 products, no
-n x n matrix); ``--gram`` adds the n x n Gram-matrix form, HSIC = tr(K H L H) / (n-1)^2 with
-double-centred Grams, for comparison (two n x n float64 matrices: 1.6 GB at n = 10000).
+"precision" is the arithmetic inside the measure (``precision=`` of the functions). Every
+measure needs at least the three products of the centred inputs (CCA, SVCCA and PWCCA whiten
+them, CKA takes their norms), so "x products" is the ratio of a measure's time to the products'
+time in the same precision; "f64/f32" is how much faster float32 is. Repeats are interleaved
+(one call of every configuration per round) and each ratio is the median of the per-round
+ratios, so a change in the machine's speed hits numerator and denominator alike. The whole
+table is measured at each thread count given by ``--threads`` (default: torch's count, then 1).
 """
 
 from __future__ import annotations
@@ -21,15 +23,7 @@ import torch
 
 from layerscope.similarity import MinibatchCKA, cca, cka, pwcca, svcca
 
-
-def median_seconds(function, repeats: int) -> tuple[float, float]:
-    value = function()  # warm-up (allocation, BLAS threads); also the value we report
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), float(value)
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def minibatch_cka(x, y, precision, batch):
@@ -39,31 +33,76 @@ def minibatch_cka(x, y, precision, batch):
     return acc.compute()
 
 
-def gram_cka(x, y, precision):
-    """The n x n Gram-matrix form (Kornblith eqs. 3-4), Grams double-centred in O(n^2)."""
-    dtype = torch.float64 if precision == "float64" else torch.float32
+def products(x, y, precision):
+    """The floor: X^T X, Y^T Y and X^T Y of the inputs in the compute dtype (converted first,
+    as every measure must)."""
+    dtype = DTYPES[precision]
+    a, b = x.to(dtype), y.to(dtype)
+    return (a.T @ a, b.T @ b, a.T @ b)
 
-    def centred_gram(a):
-        k = a.to(dtype) @ a.to(dtype).T  # (n, n)
-        means = k.mean(dim=0)
-        return k - means[None, :] - means[:, None] + means.mean()  # H K H
 
-    k, l_ = centred_gram(x), centred_gram(y)
-    return (k * l_).sum() / torch.sqrt((k * k).sum() * (l_ * l_).sum())
+def _synchronise(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def table(x, y, device: str, repeats: int, batch: int) -> None:
+    measures = {
+        "products (floor)": lambda p: products(x, y, p),
+        "cca": lambda p: cca(x, y, precision=p),
+        "svcca (99%)": lambda p: svcca(x, y, precision=p),
+        "pwcca": lambda p: pwcca(x, y, precision=p),
+        "cka biased": lambda p: cka(x, y, unbiased=False, precision=p),
+        "cka (unbiased)": lambda p: cka(x, y, precision=p),
+        f"minibatch cka b={batch}": lambda p: minibatch_cka(x, y, p, batch),
+    }
+    configurations = [(name, p) for name in measures for p in DTYPES]
+    values = {}
+    for name, precision in configurations:  # warm-up; also the values reported
+        result = measures[name](precision)
+        values[name, precision] = None if name.startswith("products") else float(result)
+    times: dict[tuple[str, str], list[float]] = {c: [] for c in configurations}
+    for _ in range(repeats):
+        for name, precision in configurations:
+            _synchronise(device)
+            start = time.perf_counter()
+            measures[name](precision)
+            _synchronise(device)
+            times[name, precision].append(time.perf_counter() - start)
+
+    def ratio(a, b) -> float:
+        return statistics.median([t / u for t, u in zip(times[a], times[b], strict=True)])
+
+    header = (
+        f"{'measure':<22} {'ms f64':>8} {'ms f32':>8} {'x products f64':>15} "
+        f"{'x products f32':>15} {'f64/f32':>8} {'value f64':>10} {'|f32-f64|':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    floor = "products (floor)"
+    for name in measures:
+        f64, f32 = (name, "float64"), (name, "float32")
+        value = values[f64]
+        shown = "" if value is None else f"{value:>10.5f} {abs(values[f32] - value):>10.1e}"
+        print(
+            f"{name:<22} {statistics.median(times[f64]) * 1e3:>8.1f} "
+            f"{statistics.median(times[f32]) * 1e3:>8.1f} "
+            f"{ratio(f64, (floor, 'float64')):>15.2f} {ratio(f32, (floor, 'float32')):>15.2f} "
+            f"{ratio(f64, f32):>8.2f} {shown}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--widths", type=int, nargs=2, default=[512, 256])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=500, help="minibatch CKA batch size")
-    parser.add_argument("--gram", action="store_true", help="also time the n x n Gram form")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", help="torch CPU thread counts (default: torch's, 1)"
+    )
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     n, (d1, d2) = args.samples, args.widths
     g = torch.Generator().manual_seed(0)
@@ -71,34 +110,13 @@ def main() -> None:
     x = torch.tanh(signal @ torch.randn(64, d1, generator=g) / 8 + torch.randn(n, d1, generator=g))
     y = signal @ torch.randn(64, d2, generator=g) / 8 + 0.5 * torch.randn(n, d2, generator=g)
     x, y = x.to(args.device), y.to(args.device)
-
-    measures = {
-        "cca": lambda p: cca(x, y, precision=p),
-        "svcca (99%)": lambda p: svcca(x, y, precision=p),
-        "pwcca": lambda p: pwcca(x, y, precision=p),
-        "cka biased": lambda p: cka(x, y, unbiased=False, precision=p),
-        "cka (unbiased)": lambda p: cka(x, y, precision=p),
-        f"minibatch cka b={args.batch}": lambda p: minibatch_cka(x, y, p, args.batch),
-    }
-    if args.gram:
-        measures["cka n x n Gram"] = lambda p: gram_cka(x, y, p)
-
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
-        f"n = {n}, d = {d1} vs {d2}, float32 inputs"
-    )
-    header = f"{'measure':<22} {'precision':>9} {'ms':>9} {'value':>9} {'|diff|':>9}"
-    print(header)
-    print("-" * len(header))
-    for name, function in measures.items():
-        reference = None
-        for precision in ("float64", "float32"):
-            seconds, value = median_seconds(lambda f=function, p=precision: f(p), args.repeats)
-            reference = value if reference is None else reference
-            print(
-                f"{name:<22} {precision:>9} {seconds * 1e3:>9.1f} {value:>9.5f} "
-                f"{abs(value - reference):>9.1e}"
-            )
+    for threads in args.threads or [torch.get_num_threads(), 1]:
+        torch.set_num_threads(threads)
+        print(
+            f"\ntorch {torch.__version__}, {threads} thread(s), device {args.device}, n = {n}, "
+            f"d = {d1} vs {d2}, float32 inputs, {args.repeats} interleaved repeats"
+        )
+        table(x, y, args.device, args.repeats, args.batch)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
+import layerscope
 from layerscope.cli import main
 
 
@@ -63,3 +69,26 @@ def test_run_with_a_bad_config_is_a_clear_error(tmp_path, capsys):
 def test_resume_of_a_folder_without_config(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_help_imports_no_heavy_library():
+    # `layerscope --help` must answer at once: no torch, numpy, pandas or matplotlib (checked in
+    # a fresh interpreter, where nothing is imported yet).
+    code = (
+        "import sys\n"
+        "from layerscope.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib', 'scipy', 'sklearn')"
+        " if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    source = str(Path(layerscope.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": source + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert "usage: layerscope" in completed.stdout
+    assert "HEAVY []" in completed.stdout

@@ -91,8 +91,8 @@ def test_preconditioning_changes_the_path_not_the_minimum():
     X, y = problem(n=600, d=12, classes=3, seed=2)
     Xs = torch.from_numpy(StandardScaler().fit_transform(X))
     codes = torch.from_numpy(y)
-    plain = lbfgs_solver(Xs, codes, 3, precondition=False, tol=1e-9, max_iter=3000)
-    conditioned = lbfgs_solver(Xs, codes, 3, precondition=True, tol=1e-9, max_iter=3000)
+    plain = lbfgs_solver(Xs, codes, 3, precondition=False, tol=1e-12, max_iter=3000)
+    conditioned = lbfgs_solver(Xs, codes, 3, precondition=True, tol=1e-12, max_iter=3000)
     assert plain.objective == pytest.approx(conditioned.objective, abs=1e-10)
     np.testing.assert_allclose(plain.coef, conditioned.coef, atol=1e-5)
 
@@ -187,3 +187,50 @@ def test_objective_refuses_labels_the_probe_never_saw():
     )  # fmt: skip
     with pytest.raises(ProbeSettingsError, match=r"not fitted on: \[3\]"):
         probe_objective(probe, X, np.array([0, 2, 3]).repeat(4))  # 3 would count as class 5
+
+
+def _digits_pixels():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_train, _, y_train, _ = train_test_split(
+        X.astype(np.float32), y, test_size=0.2, random_state=0, stratify=y
+    )
+    return X_train, y_train
+
+
+def test_default_reaches_sklearns_minimum_on_digits_pixels():
+    # The case: digits pixels, C = 1. The float32 default must end no higher than
+    # scikit-learn's lbfgs (within 1e-6 relative) and near the true minimum (sklearn run to
+    # tol 1e-10 in float64), judged by the float64 objective written in this file.
+    X, y = _digits_pixels()
+    Xs = StandardScaler().fit_transform(X.astype(np.float64))
+    sklearn_default = LogisticRegression(C=1.0, max_iter=100).fit(Xs, y)
+    best = LogisticRegression(C=1.0, tol=1e-10, max_iter=20_000).fit(Xs, y)
+    f_sklearn = numpy_objective(sklearn_default.coef_, sklearn_default.intercept_, Xs, y, 1.0)
+    f_best = numpy_objective(best.coef_, best.intercept_, Xs, y, 1.0)
+    probe = LogisticProbe().fit(X, y)
+    f_ours = numpy_objective(probe.coef_, probe.intercept_, Xs, y, 1.0)
+    assert probe.converged_ and probe.stop_reason_ == "gradient"
+    assert f_ours <= f_sklearn * (1 + 1e-6)
+    assert (f_ours - f_best) / f_best < 3e-5
+
+
+def test_tol_is_honoured_relative_to_the_objective():
+    X, y = problem(n=2000, d=40, classes=5, seed=1)
+    Xs = StandardScaler().fit_transform(X)
+    best = LogisticRegression(C=1.0, tol=1e-10, max_iter=20_000).fit(Xs, y)
+    f_best = numpy_objective(best.coef_, best.intercept_, Xs, y, 1.0)
+    gaps, iterations = [], []
+    for tol in (1e-1, 1e-3, 1e-5):
+        probe = LogisticProbe(tol=tol, dtype="float64").fit(X, y)
+        gaps.append(numpy_objective(probe.coef_, probe.intercept_, Xs, y, 1.0) - f_best)
+        iterations.append(probe.n_iter_)
+    assert iterations[0] < iterations[1] < iterations[2]
+    assert gaps[0] > gaps[1] > gaps[2] >= -1e-12
+    # the rule is relative: the gap at tol 1e-5 is about tol / 100 of f or less
+    assert gaps[2] < 1e-5 * f_best
+    # the same problem scaled by 1000 stops after the same iterations (standardised inside)
+    scaled = LogisticProbe(tol=1e-3, dtype="float64").fit(X * 1000.0, y)
+    assert scaled.n_iter_ == iterations[1]

@@ -57,16 +57,37 @@ def test_float32_input_accumulates_in_float64():
     assert relative_error(result.covariance.numpy(), two_pass_covariance(x)) < 1e-12
 
 
-def test_large_mean_offset_keeps_digits_where_one_pass_formula_fails():
+@pytest.mark.parametrize(("precision", "tolerance"), [("float64", 1e-9), ("mixed", 1e-6)])
+def test_large_mean_offset_keeps_digits_where_one_pass_formula_fails(precision, tolerance):
     rng = np.random.default_rng(2)
     x = 1e6 + rng.normal(size=(20000, 6))
     reference = two_pass_covariance(x)
     naive_error = relative_error(one_pass_covariance(x), reference)
-    ours = accumulate(x, [5000, 10000, 15000]).compute().covariance.numpy()
+    ours = accumulate(x, [5000, 10000, 15000], precision=precision).compute().covariance.numpy()
     # The one-pass formula keeps fewer than 3 of float64's ~16 digits here (about 2% error)...
     assert naive_error > 1e-3
-    # ...per-batch centring with Chan's merge keeps them.
-    assert relative_error(ours, reference) < 1e-9
+    # ...per-batch shifting with Chan's merge keeps them, even with float32 batch products.
+    assert relative_error(ours, reference) < tolerance
+
+
+@pytest.mark.parametrize("features_first", [False, True])
+def test_mixed_float32_input_with_offset_and_jumps_keeps_six_digits(features_first):
+    # float32 samples near 1e6 (their spacing there is 1/16) whose mean jumps between batches:
+    # the reference is the two-pass covariance of exactly these float32 values.
+    rng = np.random.default_rng(7)
+    x = 1e6 + rng.normal(size=(8000, 5)) @ rng.normal(size=(5, 5)) * 30
+    x[4000:] += 3e4
+    x = x.astype(np.float32)
+    cov = StreamingCovariance(5, precision="mixed")
+    for part in np.split(x, 4):
+        tensor = torch.from_numpy(part)
+        if features_first:
+            cov.update(tensor.T.contiguous().unsqueeze(1), feature_dim=0)
+        else:
+            cov.update(tensor)
+    result = cov.compute()
+    assert relative_error(result.covariance.numpy(), two_pass_covariance(x)) < 1e-6
+    np.testing.assert_allclose(result.mean.numpy(), x.astype(np.float64).mean(0), rtol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)
@@ -150,7 +171,7 @@ def test_every_input_dtype_and_precision(precision, dtype):
     cov = StreamingCovariance(5, precision=precision)
     cov.update(x)
     reference = two_pass_covariance(x.double().numpy())
-    tolerance = 1e-12 if precision == "float64" else 1e-5
+    tolerance = 1e-12 if precision == "float64" else 1e-6
     assert relative_error(cov.compute().covariance.numpy(), reference) < tolerance
 
 
@@ -187,7 +208,7 @@ def test_batches_whose_means_jump_keep_their_digits(precision):
     cov = StreamingCovariance(4, precision=precision)
     for part in np.split(x, 4):
         cov.update(torch.from_numpy(part))
-    tolerance = 1e-10 if precision == "float64" else 1e-5
+    tolerance = 1e-10 if precision == "float64" else 1e-6
     assert relative_error(cov.compute().covariance.numpy(), two_pass_covariance(x)) < tolerance
 
 

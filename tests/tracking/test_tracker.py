@@ -105,7 +105,7 @@ def test_saturation_equals_offline_numpy_over_all_batches_of_the_phase():
         assert rows["samples"] == len(samples), name  # every batch, not only the last
         assert rows["intrinsic_dimension"] == k, name
         assert rows["saturation"] == pytest.approx(k / samples.shape[1]), name
-        assert rows["trace"] == pytest.approx(eigenvalues.sum(), rel=1e-9), name
+        assert rows["trace"] == pytest.approx(eigenvalues.sum(), rel=1e-6), name  # mixed default
 
 
 def test_in_place_op_after_layer_does_not_change_the_record():
@@ -117,7 +117,7 @@ def test_in_place_op_after_layer_does_not_change_the_record():
         tracker.end_epoch()
     trace = tracker.dataframe().query("statistic == 'trace'").value.item()
     samples = pre_relu.permute(0, 2, 3, 1).reshape(-1, 4).double().numpy()
-    assert trace == pytest.approx(numpy_eigenvalues(samples).sum(), rel=1e-9)
+    assert trace == pytest.approx(numpy_eigenvalues(samples).sum(), rel=1e-6)
 
 
 def test_train_and_eval_are_kept_apart():
@@ -132,7 +132,7 @@ def test_train_and_eval_are_kept_apart():
     assert df[("train", "samples")] == 50 and df[("eval", "samples")] == 20
     with torch.no_grad():
         expected = numpy_eigenvalues(model(eval_x).numpy()).sum()
-    assert df[("eval", "trace")] == pytest.approx(expected, rel=1e-9)
+    assert df[("eval", "trace")] == pytest.approx(expected, rel=1e-6)
 
 
 def test_downsampling_records_the_pooled_map():
@@ -146,7 +146,7 @@ def test_downsampling_records_the_pooled_map():
         pooled = F.adaptive_avg_pool2d(model(x), 2)
     samples = pooled.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
     assert rows["samples"] == 4 * 2 * 2
-    assert rows["trace"] == pytest.approx(numpy_eigenvalues(samples).sum(), rel=1e-9)
+    assert rows["trace"] == pytest.approx(numpy_eigenvalues(samples).sum(), rel=1e-6)
 
 
 def test_every_n_batches_and_max_batches_take_exactly_those_batches():
@@ -160,7 +160,7 @@ def test_every_n_batches_and_max_batches_take_exactly_those_batches():
         expected = numpy_eigenvalues(torch.cat([model(batches[i]) for i in (0, 3, 6)]).numpy())
     rows = every.dataframe().set_index("statistic").value
     assert rows["samples"] == 30
-    assert rows["trace"] == pytest.approx(expected.sum(), rel=1e-9)
+    assert rows["trace"] == pytest.approx(expected.sum(), rel=1e-6)
 
     with Tracker(model, max_batches=2, weights=False) as capped:
         for x in batches:
@@ -423,7 +423,7 @@ def test_channels_last_memory_format_is_read_along_the_right_axis():
         rows = tracker.dataframe().set_index("statistic").value
         samples = output.permute(0, 2, 3, 1).reshape(-1, 5).double().numpy()
         assert rows["samples"] == 6 * 5 * 5
-        assert rows["trace"] == pytest.approx(numpy_eigenvalues(samples).sum(), rel=1e-10)
+        assert rows["trace"] == pytest.approx(numpy_eigenvalues(samples).sum(), rel=1e-6)
 
 
 def test_statistics_stay_on_the_outputs_device_by_default():

@@ -31,7 +31,14 @@ from layerscope.errors import (
     TooFewSamplesError,
     UndefinedSimilarityWarning,
 )
-from layerscope.similarity.inputs import DTYPES, Precision, Spatial, activation_matrix, centre, pair
+from layerscope.similarity.inputs import (
+    DTYPES,
+    Precision,
+    Spatial,
+    activation_matrix,
+    centred,
+    pair,
+)
 from layerscope.stats.base import StreamingStatistic
 
 __all__ = ["MinibatchCKA", "cka"]
@@ -46,12 +53,15 @@ class _Kernel:
     (n <= d), where it is also the cheaper route.
     """
 
-    def __init__(self, raw: torch.Tensor, unbiased: bool) -> None:
-        self.x = centre(raw)  # HSIC and HSIC_1 are translation invariant; centring is for accuracy
+    def __init__(self, raw: torch.Tensor, unbiased: bool, dtype: torch.dtype, name: str) -> None:
+        # HSIC and HSIC_1 are translation invariant; centring is for accuracy. One new matrix:
+        # the centred features in the compute dtype; ``residual`` is what rounding left of the
+        # column means (tiny), removed from the biased estimator's products exactly.
+        self.x, self.residual = centred(raw, dtype, name, residual=not unbiased)
         self.n, self.d = self.x.shape
         self.unbiased = unbiased
-        self.diagonal = (self.x * self.x).sum(dim=1)  # (n,) K_ii
         if unbiased:
+            self.diagonal = torch.linalg.vector_norm(self.x, dim=1).square()  # (n,) K_ii
             column_sums = self.x.sum(dim=0)  # ~0 after centring; kept so the formula is exact
             self.row_sums = self.x @ column_sums - self.diagonal  # (n,) K~ 1
             self.total = column_sums @ column_sums - self.diagonal.sum()  # 1^T K~ 1
@@ -59,6 +69,9 @@ class _Kernel:
 
     def gram(self) -> torch.Tensor:
         if self._gram is None:
+            if not self.unbiased:  # the Gram route of HSIC_0 needs exactly centred features
+                self.x -= self.residual
+                self.residual = torch.zeros_like(self.residual)
             self._gram = self.x @ self.x.T  # (n, n)
         return self._gram
 
@@ -68,7 +81,10 @@ class _Kernel:
         if n <= max(self.d, other.d):
             trace = (self.gram() * other.gram()).sum()  # tr(K L), Gram route
         else:
-            trace = torch.linalg.matrix_norm(self.x.T @ other.x) ** 2  # ||X^T Y||_F^2, eq. 1
+            product = self.x.T @ other.x  # ||X^T Y||_F^2, eq. 1
+            if not self.unbiased:  # (X - 1 r^T)^T (Y - 1 s^T) = X^T Y - n r s^T
+                product = torch.addr(product, self.residual, other.residual, alpha=-n)
+            trace = torch.linalg.matrix_norm(product) ** 2
         if not self.unbiased:
             return trace / (n - 1) ** 2
         trace = trace - self.diagonal @ other.diagonal  # tr(K~ L~)
@@ -111,7 +127,8 @@ def cka(
         True
     """
     x, y, _ = pair(x, y, spatial, precision, min_samples=4 if unbiased else 2)
-    kx, ky = _Kernel(x, unbiased), _Kernel(y, unbiased)
+    dtype = DTYPES[precision]
+    kx, ky = _Kernel(x, unbiased, dtype, "x"), _Kernel(y, unbiased, dtype, "y")
     value = _cka_ratio(float(kx.hsic(ky)), float(kx.hsic(kx)), float(ky.hsic(ky)))
     if value is None:
         raise DegenerateInputError(
@@ -247,7 +264,7 @@ class MinibatchCKA(StreamingStatistic):
                         f"MinibatchCKA.update: {name} contains NaN or inf; the model diverged "
                         f"or the input holds invalid values"
                     )
-                kernels[key] = _Kernel(t.to(device=device, dtype=dtype), self.unbiased)
+                kernels[key] = _Kernel(t.to(device=device), self.unbiased, dtype, name)
             return kernels[key]
 
         kx = [kernel(t, f"x[{i}]") for i, t in enumerate(xs)]

@@ -24,16 +24,28 @@ implementations disagree on the details; these are the papers'):
   whitening factor S_xx^-1/2, adds the means back before orthonormalising (so uncentred data
   changes its answer) and raises IndexError when the first input has more neurons.
 
-Robustness. These measures drop singular directions of the centred input whose singular value is
-at most ``rtol * ||x||_F`` (Frobenius norm of the *raw* input): with the default ``rtol``, the
-machine epsilon of the input dtype (or of ``precision`` if coarser), such a direction is
-indistinguishable from the rounding error of the input itself. Constant, dead and duplicated
-neurons therefore cost nothing and never produce NaN. CCA-type measures need many more samples
-than kept directions: when r_x + r_y > n - 1, ``r_x + r_y - (n - 1)`` correlations equal 1 by
-counting alone and :class:`~layerscope.errors.TooFewSamplesError` is raised; when
-max(r_x, r_y) / (n - 1) exceeds :data:`SAMPLE_RATIO_WARNING`, the mean squared canonical
-correlation of *independent* data (about max(r_x, r_y) / (n - 1)) is already large and
-:class:`~layerscope.errors.FewSamplesWarning` says so.
+Computation. All three measures work on the products of the centred inputs, S_xx = Xc^T Xc,
+S_yy and S_xy, formed once (the data is read for nothing else but centring): CCA and PWCCA
+scale each neuron to unit variance and whiten by the Cholesky factor of the correlation matrix
+(by its eigendecomposition when that matrix is singular within rounding); SVCCA takes the
+principal directions from the eigendecomposition of S_xx. The cost is the three products plus
+decompositions of d x d matrices; the rounding is about cond(R)^2 * eps (R: the neurons'
+correlation matrix) instead of the cond(R) * eps of orthonormal bases of the data, far below
+what float32 activations carry unless the neurons are nearly collinear.
+
+Robustness. A neuron whose centred sum of squares is at most ``(rtol * ||x||_F)^2``
+(Frobenius norm of the *raw* input; default ``rtol``: the machine epsilon of the input dtype,
+or of ``precision`` if coarser) is indistinguishable from the rounding of the input itself and
+is dropped; a direction that the remaining neurons span only within the rounding of their
+correlation matrix (d * eps of it: duplicated neurons, a neuron that is a combination of
+others) is dropped too. For SVCCA a principal direction is kept when its variance s^2 is above
+both. Constant, dead and duplicated neurons therefore cost nothing and never produce NaN.
+CCA-type measures need many more samples than kept directions: when r_x + r_y > n - 1,
+``r_x + r_y - (n - 1)`` correlations equal 1 by counting alone and
+:class:`~layerscope.errors.TooFewSamplesError` is raised; when max(r_x, r_y) / (n - 1) exceeds
+:data:`SAMPLE_RATIO_WARNING`, the mean squared canonical correlation of *independent* data
+(about max(r_x, r_y) / (n - 1)) is already large and :class:`~layerscope.errors.FewSamplesWarning`
+says so.
 """
 
 from __future__ import annotations
@@ -52,7 +64,7 @@ from layerscope.errors import (
     SimilarityInputError,
     TooFewSamplesError,
 )
-from layerscope.similarity.inputs import Precision, Spatial, centre, pair
+from layerscope.similarity.inputs import DTYPES, Precision, Spatial, centred, pair
 from layerscope.stats.spectrum import DEFAULT_DELTA, intrinsic_dimension
 
 __all__ = ["SAMPLE_RATIO_WARNING", "CCAResult", "cca", "pwcca", "svcca"]
@@ -96,35 +108,94 @@ class CCAResult:
 
 
 @dataclass
-class _Basis:
-    """Thin SVD of a centred matrix above the rank threshold: X_c ~= q @ diag(s) @ vh."""
+class _Products:
+    """The centred products of one pair: S_xx = Xc^T Xc, S_yy, S_xy (compute dtype), and n."""
 
-    q: torch.Tensor  # (n, r), orthonormal columns
-    s: torch.Tensor  # (r,), descending
-    vh: torch.Tensor  # (r, d)
+    xx: torch.Tensor
+    yy: torch.Tensor
+    xy: torch.Tensor
+    n: int
+    tolerance_x: float  # squared singular-value threshold (rtol * ||x||_F)^2
+    tolerance_y: float
+    eps: float  # machine epsilon of the dtype the products were formed in
 
 
-def _basis(raw: torch.Tensor, eps: float, rtol: float | None, name: str) -> _Basis:
-    centred = centre(raw)
-    tall = centred.shape[0] >= centred.shape[1]
-    if tall:
-        # Householder QR, then the SVD of the small (d, d) R: as accurate as the SVD of the
-        # tall matrix (both backward stable) and about 25% faster on CPU, more on GPU.
-        q, r = torch.linalg.qr(centred)  # (n, d), (d, d)
-        u, s, vh = torch.linalg.svd(r)
-    else:
-        q, s, vh = torch.linalg.svd(centred, full_matrices=False)
-    tolerance = (eps if rtol is None else rtol) * float(torch.linalg.vector_norm(raw))
-    keep = s > tolerance
-    if not bool(keep.any()):
+def _products(x, y, eps_x, eps_y, rtol, dtype) -> _Products:
+    """Centre both inputs (one new matrix each) and form the three products; the rounding
+    residue of the centring (r, tiny) is removed exactly: (X - 1 r^T)^T (Y - 1 s^T) =
+    X^T Y - n r s^T for column-centred X and Y."""
+    n = x.shape[0]
+    tolerance_x = ((eps_x if rtol is None else rtol) * float(torch.linalg.vector_norm(x))) ** 2
+    tolerance_y = ((eps_y if rtol is None else rtol) * float(torch.linalg.vector_norm(y))) ** 2
+    xc, rx = centred(x, dtype, "x")
+    yc, ry = centred(y, dtype, "y")
+    # The d x d work after the products is done in float64 whatever the compute dtype (it costs
+    # little beside the products); its thresholds use the products' own epsilon.
+    xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n).double()
+    yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n).double()
+    xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n).double()
+    return _Products(xx, yy, xy, n, tolerance_x, tolerance_y, torch.finfo(dtype).eps)
+
+
+@dataclass
+class _Whitening:
+    """W^T of a whitening W (d_alive, r) of the correlation matrix R = D^-1/2 S D^-1/2 of the
+    neurons that vary (``alive``): ``apply(M) = W^T M``, so that ``W^T R W = I_r``."""
+
+    alive: torch.Tensor  # (d_alive,) indices of neurons above the rank threshold
+    scale: torch.Tensor  # (d_alive,) 1 / sqrt(S_kk)
+    cholesky: torch.Tensor | None  # L with R = L L^T, or None when ``vectors`` is used
+    vectors: torch.Tensor | None  # (d_alive, r): V_r diag(lambda_r)^-1/2 of R's eigh
+
+    @property
+    def rank(self) -> int:
+        return int(self.alive.numel() if self.vectors is None else self.vectors.shape[1])
+
+    def apply(self, matrix: torch.Tensor) -> torch.Tensor:
+        if self.vectors is not None:
+            return self.vectors.T @ matrix
+        return torch.linalg.solve_triangular(self.cholesky, matrix, upper=False)
+
+    def normalised_rows(self, gram: torch.Tensor, columns=None) -> torch.Tensor:
+        """D^-1/2 S[alive, columns] (all columns if None)."""
+        rows = gram[self.alive]
+        return self.scale[:, None] * (rows if columns is None else rows[:, columns])
+
+
+def _whitening(gram: torch.Tensor, tolerance: float, eps: float, name: str) -> _Whitening:
+    """Whiten the neurons whose variance is above the rank threshold.
+
+    A neuron with ``S_kk <= (rtol ||x||_F)^2`` (dead, constant, constant up to the input's
+    rounding) is left out. The others are scaled to unit variance (CCA is invariant to that) and
+    R = L L^T is factored by Cholesky; if R is singular within its rounding (a pivot at most
+    d * eps: duplicated neurons, one neuron a combination of others), its eigendecomposition
+    keeps the eigenvalues above d * eps * lambda_max instead. No kept direction is ever divided
+    by less than that, so nothing becomes NaN.
+    """
+    diagonal = gram.diagonal()
+    alive = torch.nonzero(diagonal > tolerance).flatten()
+    if alive.numel() == 0:
         raise DegenerateInputError(
-            f"{name} has no variance above the rank threshold ({int(raw.shape[1])} features, "
+            f"{name} has no variance above the rank threshold ({int(gram.shape[0])} features, "
             f"every sample equal up to rounding); similarity with a constant representation is "
             f"undefined. Exclude this layer or pass other samples"
         )
-    # Left singular vectors of the centred matrix, kept ones only: (n, r).
-    q = q @ u[:, keep] if tall else q[:, keep]
-    return _Basis(q, s[keep], vh[keep])
+    scale = diagonal[alive].rsqrt()
+    correlation = scale[:, None] * gram[alive][:, alive] * scale[None, :]
+    floor = alive.numel() * eps
+    factor, info = torch.linalg.cholesky_ex(correlation)
+    if int(info) == 0 and float(factor.diagonal().min()) ** 2 > floor:
+        return _Whitening(alive, scale, factor, None)
+    values, vectors = torch.linalg.eigh(correlation)
+    keep = values > floor * float(values[-1])
+    return _Whitening(alive, scale, None, vectors[:, keep] * values[keep].rsqrt())
+
+
+def _whitened_cross(products: _Products, wx: _Whitening, wy: _Whitening) -> torch.Tensor:
+    """W_x^T D_x^-1/2 S_xy D_y^-1/2 W_y, (r_x, r_y): its singular values are the canonical
+    correlations."""
+    cross = wx.normalised_rows(products.xy, wy.alive) * wy.scale[None, :]
+    return wy.apply(wx.apply(cross).T).T
 
 
 def _check_sample_size(n: int, dims_x: int, dims_y: int, method: str) -> None:
@@ -193,26 +264,41 @@ def cca(
         (3, 4)
     """
     x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
-    bx = _basis(x, eps_x, rtol, "x")
-    by = _basis(y, eps_y, rtol, "y")
-    n = x.shape[0]
-    _check_sample_size(n, bx.q.shape[1], by.q.shape[1], "cca")
-    rho = torch.linalg.svdvals(bx.q.T @ by.q)
-    return _result("cca", rho, bx.q.shape[1], by.q.shape[1], n)
+    products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
+    wx = _whitening(products.xx, products.tolerance_x, products.eps, "x")
+    wy = _whitening(products.yy, products.tolerance_y, products.eps, "y")
+    _check_sample_size(products.n, wx.rank, wy.rank, "cca")
+    rho = torch.linalg.svdvals(_whitened_cross(products, wx, wy))
+    return _result("cca", rho, wx.rank, wy.rank, products.n)
 
 
-def _keep_top(basis: _Basis, variance: float, dims: int | None, name: str) -> _Basis:
+def _keep_top(
+    gram: torch.Tensor, tolerance: float, eps: float, variance: float, dims: int | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top principal directions of Xc (eigenvectors of S = Xc^T Xc, (d, k)) and their
+    variances (k,): those above the rank threshold (lambda = s^2 > (rtol ||x||_F)^2 and above
+    eigh's rounding, d * eps * lambda_max), then the first ``dims`` or those explaining
+    ``variance``."""
+    values, vectors = torch.linalg.eigh(gram)
+    values, vectors = values.flip(0), vectors.flip(1)  # descending
+    floor = max(tolerance, gram.shape[0] * eps * float(values[0]))
+    rank = int((values > floor).sum())
+    if rank == 0:
+        raise DegenerateInputError(
+            f"{name} has no variance above the rank threshold ({int(gram.shape[0])} features, "
+            f"every sample equal up to rounding); similarity with a constant representation is "
+            f"undefined. Exclude this layer or pass other samples"
+        )
     if dims is None:
-        k = intrinsic_dimension(_numpy(basis.s) ** 2, variance)
+        k = intrinsic_dimension(_numpy(values[:rank]), variance)
+    elif dims > rank:
+        raise SimilarityInputError(
+            f"svcca: dims={dims} for {name}, but {name} has only {rank} directions above the "
+            f"rank threshold; pass dims <= {rank} or use variance=..."
+        )
     else:
-        rank = basis.s.numel()
-        if dims > rank:
-            raise SimilarityInputError(
-                f"svcca: dims={dims} for {name}, but {name} has only {rank} directions above the "
-                f"rank threshold; pass dims <= {rank} or use variance=..."
-            )
         k = dims
-    return _Basis(basis.q[:, :k], basis.s[:k], basis.vh[:k])
+    return vectors[:, :k], values[:k]
 
 
 def svcca(
@@ -252,12 +338,15 @@ def svcca(
         if value is not None and (not isinstance(value, int) or value < 1):
             raise SimilarityInputError(f"svcca: dims must be positive ints, got {dims!r}")
     x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
-    bx = _keep_top(_basis(x, eps_x, rtol, "x"), variance, dims_x, "x")
-    by = _keep_top(_basis(y, eps_y, rtol, "y"), variance, dims_y, "y")
-    n = x.shape[0]
-    _check_sample_size(n, bx.q.shape[1], by.q.shape[1], "svcca")
-    rho = torch.linalg.svdvals(bx.q.T @ by.q)
-    return _result("svcca", rho, bx.q.shape[1], by.q.shape[1], n)
+    products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
+    vx, lx = _keep_top(products.xx, products.tolerance_x, products.eps, variance, dims_x, "x")
+    vy, ly = _keep_top(products.yy, products.tolerance_y, products.eps, variance, dims_y, "y")
+    _check_sample_size(products.n, lx.numel(), ly.numel(), "svcca")
+    # The reduced matrices Xc V_x have the diagonal covariance diag(lambda_x): whitening is a
+    # division.
+    cross = (vx.T @ products.xy @ vy) * lx.rsqrt()[:, None] * ly.rsqrt()[None, :]
+    rho = torch.linalg.svdvals(cross)
+    return _result("svcca", rho, lx.numel(), ly.numel(), products.n)
 
 
 def pwcca(
@@ -291,16 +380,18 @@ def pwcca(
             f"pwcca: weights_from must be 'x', 'y' or 'smaller', got {weights_from!r}"
         )
     x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
-    bx = _basis(x, eps_x, rtol, "x")
-    by = _basis(y, eps_y, rtol, "y")
-    n = x.shape[0]
-    dims_x, dims_y = bx.q.shape[1], by.q.shape[1]
-    _check_sample_size(n, dims_x, dims_y, "pwcca")
-    u, rho, vh = torch.linalg.svd(bx.q.T @ by.q, full_matrices=False)  # u (r_x, c), vh (c, r_y)
+    products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
+    wx = _whitening(products.xx, products.tolerance_x, products.eps, "x")
+    wy = _whitening(products.yy, products.tolerance_y, products.eps, "y")
+    dims_x, dims_y = wx.rank, wy.rank
+    _check_sample_size(products.n, dims_x, dims_y, "pwcca")
+    u, rho, vh = torch.linalg.svd(_whitened_cross(products, wx, wy), full_matrices=False)
     side = weights_from if weights_from != "smaller" else ("x" if dims_x <= dims_y else "y")
-    # <h_i, x_k> for all i, k: with h_i = Q_x u_i and Q_x^T X_c = diag(s) V^T this is
-    # u_i^T diag(s) V^T, (c, d), without forming the (n, c) variates.
-    rotation, basis = (u, bx) if side == "x" else (vh.T, by)
-    projections = rotation.T @ (basis.s[:, None] * basis.vh)
+    # <h_i, x_k> for every variate i and neuron k: h_i = Xc D^-1/2 W u_i, so this is
+    # u_i^T W^T D^-1/2 S[:, k], (c, d), without forming the (n, c) variates.
+    if side == "x":
+        projections = u.T @ wx.apply(wx.normalised_rows(products.xx))
+    else:
+        projections = vh @ wy.apply(wy.normalised_rows(products.yy))
     alpha = projections.abs().sum(dim=1)
-    return _result("pwcca", rho, dims_x, dims_y, n, alpha / alpha.sum(), side)
+    return _result("pwcca", rho, dims_x, dims_y, products.n, alpha / alpha.sum(), side)

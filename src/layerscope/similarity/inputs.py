@@ -97,11 +97,32 @@ def pair(x, y, spatial, precision: str, min_samples: int):
         raise SimilarityInputError(f"x and y need at least one feature, got {x.shape}, {y.shape}")
     dtype = DTYPES[precision]
     eps = [epsilon(t.dtype, dtype) for t in (x, y)]
-    y = y.to(x.device)
-    for name, t in (("x", x), ("y", y)):
-        if not torch.isfinite(t).all():
-            raise SimilarityInputError(f"{name} contains NaN or inf; remove those samples first")
-    return x.to(dtype), y.to(dtype), eps
+    return x, y.to(x.device), eps
+
+
+def centred(
+    x: torch.Tensor, dtype: torch.dtype, name: str, *, residual: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``x`` minus its column means, in ``dtype``, and the column means that rounding left.
+
+    One new (n, d) tensor: the dtype conversion and the centring share a pass. The means are
+    taken in the input's dtype (a float64 accumulation of float32 columns is several times
+    slower); what they miss comes back as the second return, (d,), the means of the centred
+    columns in ``dtype`` (None when ``residual`` is False), which the measures remove from their
+    products exactly (``Xc^T Yc - n r_x r_y^T``) instead of with a second pass over the data.
+    NaN or inf anywhere shows in the means, so no separate check reads the data.
+    """
+    if not x.dtype.is_floating_point:
+        x = x.to(dtype)
+    mean = x.mean(dim=0)
+    if not bool(torch.isfinite(mean).all()):
+        raise SimilarityInputError(f"{name} contains NaN or inf; remove those samples first")
+    if x.dtype == dtype or dtype == torch.float64:  # one pass: convert (promote) and centre
+        out = torch.sub(x, mean.to(dtype))
+    else:
+        out = x.to(dtype)
+        out -= mean.to(dtype)
+    return out, (out.mean(dim=0) if residual else None)
 
 
 def epsilon(input_dtype: torch.dtype, compute_dtype: torch.dtype) -> float:
@@ -109,9 +130,3 @@ def epsilon(input_dtype: torch.dtype, compute_dtype: torch.dtype) -> float:
     if input_dtype.is_floating_point:
         return max(torch.finfo(input_dtype).eps, compute)
     return compute  # integers are exact
-
-
-def centre(x: torch.Tensor) -> torch.Tensor:
-    """Subtract column means; a second pass removes what rounding left of a large offset."""
-    centred = x - x.mean(dim=0)
-    return centred - centred.mean(dim=0)

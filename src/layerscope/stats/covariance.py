@@ -18,6 +18,7 @@ intrinsic dimension do not depend on the scale).
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from dataclasses import dataclass
@@ -103,14 +104,48 @@ def format_bytes(num_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _gram(samples: torch.Tensor, *, features_first: bool) -> torch.Tensor:
-    """The (d, d) Gram matrix of a batch of samples, (d, n) if ``features_first`` else (n, d).
+def _shift(x: torch.Tensor, features_first: bool, dtype: torch.dtype) -> torch.Tensor:
+    """A cheap stand-in for the batch mean, broadcastable against ``x``: the float64 mean of the
+    batch's first samples (at least 64 rows or positions: whole leading samples of a
+    (C, N, H, W) view), rounded to ``dtype``. The closer it is to the mean, the smaller the
+    shifted sums and the rounding they carry into the co-moment."""
+    d = x.shape[0] if features_first else x.shape[-1]
+    if features_first:
+        positions = math.prod(x.shape[2:])
+        head = x[:, : -(-_SHIFT_SAMPLES // positions)]  # ceil(64 / positions) leading samples
+        shift = head.reshape(d, -1).mean(dim=1, dtype=torch.float64)
+        return shift.to(dtype).view((d,) + (1,) * (x.dim() - 1))
+    head = x.reshape(-1, d)[:_SHIFT_SAMPLES]
+    return head.mean(dim=0, dtype=torch.float64).to(dtype)
 
-    A plain ``torch.mm`` in torch's own thread pool. (SciPy's BLAS ``syrk`` computes half the
-    products and was up to 2x faster in isolation, but its second thread pool fought torch's
-    inside a training step and made steps several times slower on a loaded 2-core machine.)
+
+_SHIFT_SAMPLES = 64
+
+
+def _gram(samples: torch.Tensor) -> torch.Tensor:
+    """``samples.T @ samples`` of (n, d) samples (any strides), in their dtype.
+
+    In float32 a long sum of products loses digits in proportion to its length (one layer of
+    d = 8 channels over n = 65536 positions: 1e-5 relative), so the samples are cut into blocks
+    of ``max(512, d)`` rows whose Gram matrices are formed by one batched product and added by
+    torch's pairwise sum (about 5e-8), at no extra cost. The blocks' products take at most as
+    much memory as the samples. A plain product in torch's own thread pool: SciPy's ``syrk``
+    computes half the entries but its second thread pool fought torch's inside a training step.
     """
-    return samples @ samples.T if features_first else samples.T @ samples
+    n, d = samples.shape
+    if samples.dtype == torch.float64 or n <= _BLOCK_ROWS * 2:
+        return samples.T @ samples
+    rows = max(_BLOCK_ROWS, d)
+    blocks = n // rows
+    head = samples[: blocks * rows].unflatten(0, (blocks, rows))  # a view, no copy
+    gram = torch.bmm(head.transpose(1, 2), head).sum(dim=0)
+    if blocks * rows < n:
+        tail = samples[blocks * rows :]
+        gram += tail.T @ tail
+    return gram
+
+
+_BLOCK_ROWS = 512
 
 
 class StreamingCovariance(StreamingStatistic):
@@ -118,10 +153,12 @@ class StreamingCovariance(StreamingStatistic):
 
     Args:
         num_features: d, the width of every sample row.
-        precision: ``"float64"`` (default) centres and multiplies each batch in float64.
-            ``"mixed"`` centres and forms the batch Gram matrix in float32 and only accumulates
-            in float64: about 2-3x faster on CPU, with a relative error of the order of
-            ``1e-7 * sqrt(n)`` per batch (float32 rounding in the Gram sums).
+        precision: ``"float64"`` (default here) shifts and multiplies each batch in float64.
+            ``"mixed"`` (the Tracker's default) writes the shifted batch in float32, forms its
+            Gram matrix in float32 and accumulates in float64: about 2x faster on CPU, with a
+            relative error of about 1e-7 (float32 rounding of the shifted values and of the
+            Gram sums). The shift comes from the batch itself, so a large mean offset or a
+            mean that jumps between batches costs no digits.
         device: where the state lives. ``None`` (default) follows the first batch's device.
         max_samples: if set, a batch with more rows is reduced to ``max_samples`` rows drawn
             uniformly without replacement (seeded by ``seed``).
@@ -240,34 +277,42 @@ class StreamingCovariance(StreamingStatistic):
         return f"layer {self.name!r}" if self.name else "StreamingCovariance"
 
     def _subsample_index(self, n: int, device: torch.device) -> torch.Tensor:
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed)
-        index = torch.randperm(n, generator=self._generator)[: self.max_samples]
-        return index.to(device)
+        # Drawn where the batch is: a CPU index copied to a GPU would wait for the GPU.
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return torch.randperm(n, generator=self._generator, device=device)[: self.max_samples]
 
     def _batch_moments(
         self, x: torch.Tensor, features_first: bool
     ) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """Count, float64 mean and float64 co-moment of one batch ((d, *s) or (*s, d))."""
+        """Count, float64 mean and float64 co-moment of one batch ((d, *s) or (*s, d)).
+
+        One pass writes ``x - shift`` into the scratch buffer (copy, dtype conversion and shift
+        fused), beside a row of ones; one matrix product then gives the shifted Gram matrix
+        and, from the ones, the shifted sums. The shift is the mean of the batch's first few
+        samples, so that the shifted values are of the order of the spread whatever the offset
+        (a mean of 1e6 with unit variance keeps its digits in float32) and whatever the jump
+        from earlier batches; the exact identity ``M = G - s s^T / n`` (s: shifted sums) removes
+        what the shift missed, in float64.
+        """
         d = self.num_features
         n = x.numel() // d
         work_dtype = torch.float64 if self.precision == "float64" else torch.float32
-        buffer = _WORKSPACE.get(d * n, work_dtype, x.device)
-        buffer.view(x.shape).copy_(x)  # the one copy, converting the dtype
-        sample_dim = 1 if features_first else 0
-        centred = buffer.view(d, n) if features_first else buffer.view(n, d)
-        mean = centred.mean(dim=sample_dim, keepdim=True)
-        centred.sub_(mean)
-        gram = _gram(centred, features_first=features_first)
-        if self.precision == "float64":
-            return n, mean.flatten(), gram
-        # Mixed: the float32 mean is off by r = mean(x - mean32), a tiny vector that float32
-        # measures accurately now that the data is centred. Since
-        # sum (x - m32)(x - m32)^T = M + n r r^T, subtract n r r^T in float64.
-        residual = centred.mean(dim=sample_dim).to(torch.float64)
-        gram = gram.to(torch.float64)
-        gram -= torch.outer(residual, residual * n)
-        return n, mean.flatten().to(torch.float64) + residual, gram
+        shift = _shift(x, features_first, work_dtype)
+        buffer = _WORKSPACE.get((d + 1) * n, work_dtype, x.device)
+        if features_first:  # (d + 1, n): feature rows, then the ones row
+            rows = buffer.view(d + 1, n)
+            torch.sub(x, shift, out=rows[:d].view(x.shape))
+            rows[d].fill_(1)
+            samples = rows.T
+        else:  # (n, d + 1): feature columns, then the ones column
+            samples = buffer.view(n, d + 1)
+            torch.sub(x.reshape(n, d), shift, out=samples[:, :d])
+            samples[:, d].fill_(1)
+        augmented = _gram(samples).to(torch.float64)
+        gram, sums = augmented[:d, :d], augmented[:d, d]
+        comoment = gram - torch.outer(sums, sums / n)
+        return n, shift.flatten().to(torch.float64) + sums / n, comoment
 
     def _fold(self, n_b: int, mean_b: torch.Tensor, comoment_b: torch.Tensor) -> None:
         """Chan's pairwise update; a non-finite batch is dropped without a host sync."""
