@@ -20,9 +20,8 @@ I = max(H, W) for square kernels). Layers from b_min on are predicted unproducti
 Upsampling (interpolation, pixel shuffle, transposed convolutions) divides the jump; after a
 strided transposed convolution r is an upper bound (window sizes alternate between positions).
 
-Element-wise products whose other factor is global (squeeze-excitation, CBAM's channel
-attention) are gates: by default they do not widen r_max (``gates="ignore"``; the dissertation
-finds attention does not move the border, 10.1). ``gates="include"`` makes them global.
+Products with a global factor (squeeze-excitation, CBAM) are gates: they do not widen r_max
+by default (``gates="ignore"``, 10.1); ``gates="include"`` makes them global.
 
 The dissertation numbers border layers 1-based among the recorded (convolutional) layers in
 forward order: "VGG11: border layer at layer 6" is ``border_min_.index + 1 == 6``.
