@@ -23,8 +23,7 @@ strided transposed convolution r is an upper bound (window sizes alternate betwe
 Products with a global factor (squeeze-excitation, CBAM) are gates: they do not widen r_max
 by default (``gates="ignore"``, 10.1); ``gates="include"`` makes them global.
 
-The dissertation numbers border layers 1-based among the recorded (convolutional) layers in
-forward order: "VGG11: border layer at layer 6" is ``border_min_.index + 1 == 6``.
+The dissertation numbers border layers 1-based among recorded layers: "VGG11: border layer 6".
 """
 
 from __future__ import annotations
