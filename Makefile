@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-slow test-all lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The slow-marked tests alone (engines, DDP callbacks, studies, inductor); CI runs them after
+# `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 test-all: setup
 	$(BIN)/python -m pytest -m "slow or not slow"

@@ -33,6 +33,11 @@ TRAIN_SIZE, EVAL_SIZE = 24, 16  # divisible by the world size: the sampler pads 
 EPOCHS = 2
 
 
+# The merge is exact; float64 products make a 1e-10 comparison meaningful (the default "mixed"
+# rounds each float32 batch product, and DDP splits the batches differently from one process).
+EXACT = "float64"
+
+
 def _cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
@@ -119,14 +124,14 @@ def _worker(rank: int, folder: str) -> None:
     )
     try:
         model = nn.parallel.DistributedDataParallel(_cnn())
-        with ls.Tracker(model, run_dir=f"{folder}/ddp-{rank}") as tracker:
+        with ls.Tracker(model, run_dir=f"{folder}/ddp-{rank}", precision=EXACT) as tracker:
             _train_cnn(
                 model, tracker, lambda epoch, split: _shard(
                     TRAIN_SIZE if split == "train" else EVAL_SIZE, rank, epoch, split == "train"
                 ),
             )  # fmt: skip
         model = Branchy()
-        tracker = ls.Tracker(model, run_dir=f"{folder}/uneven-{rank}")
+        tracker = ls.Tracker(model, run_dir=f"{folder}/uneven-{rank}", precision=EXACT)
         _run_uneven(tracker, model, _uneven_batches(rank))
     finally:
         dist.destroy_process_group()
@@ -163,7 +168,7 @@ def _compare(distributed, reference) -> float:
 def test_ddp_training_equals_one_process_over_the_union_of_the_shards(spawned, tmp_path):
     torch.set_num_threads(1)
     model = _cnn()
-    with ls.Tracker(model, run_dir=tmp_path / "one") as tracker:
+    with ls.Tracker(model, run_dir=tmp_path / "one", precision=EXACT) as tracker:
         _train_cnn(model, tracker, _union_batches)
     reference = ls.load(tmp_path / "one")
     distributed = ls.load(spawned / "ddp-0")
@@ -182,7 +187,7 @@ def test_ddp_training_equals_one_process_over_the_union_of_the_shards(spawned, t
 def test_uneven_shards_and_unseen_layers_equal_one_process(spawned, tmp_path):
     torch.set_num_threads(1)
     model = Branchy()
-    tracker = ls.Tracker(model, run_dir=tmp_path / "one")
+    tracker = ls.Tracker(model, run_dir=tmp_path / "one", precision=EXACT)
     _run_uneven(tracker, model, _uneven_batches(None))
     reference = ls.load(tmp_path / "one")
     distributed = ls.load(spawned / "uneven-0")
