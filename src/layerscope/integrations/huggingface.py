@@ -40,7 +40,7 @@ import pandas as pd
 from torch import nn
 
 from layerscope.integrations.frameworks import joined_class, require
-from layerscope.integrations.recorder import EpochRecorder, numeric_scalars
+from layerscope.integrations.recorder import EpochRecorder, keep_settings, numeric_scalars
 from layerscope.store.runs import records_frame
 from layerscope.tracking.extensions import TrackerCallback
 from layerscope.tracking.options import TrackerOptions
@@ -99,11 +99,7 @@ class LayerscopeCallback:
         metadata: Mapping[str, Any] | None = None,
         **option_values: Any,
     ) -> None:
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.run = run
-        self.options = TrackerOptions.create(options, **option_values)
-        self.callbacks = list(callbacks)
-        self.metadata = dict(metadata or {})
+        keep_settings(self, run_dir, run, options, callbacks, metadata, option_values)
         self.recorder: EpochRecorder | None = None
         self._router = None
         self._epoch: int | None = None

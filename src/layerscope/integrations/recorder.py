@@ -61,7 +61,7 @@ from layerscope.tracking.options import TrackerOptions
 from layerscope.tracking.phases import TRAIN
 from layerscope.tracking.tracker import Tracker
 
-__all__ = ["EpochRecorder", "numeric_scalars"]
+__all__ = ["EpochRecorder", "keep_settings", "numeric_scalars"]
 
 
 def _pending(tracker: Tracker) -> bool:
@@ -252,6 +252,24 @@ class EpochRecorder:
         records = self._records if self.closed else (
             self.training.records + self.evaluation.records)  # fmt: skip
         return records_frame(sorted(records, key=lambda r: r.epoch))
+
+
+def keep_settings(callback: Any, run_dir, run, options, callbacks, metadata, option_values) -> None:
+    """Store a framework callback's Tracker settings on it (``run_dir``, ``run``, ``options``
+    built from ``option_values``, ``callbacks``, ``metadata``): both callbacks take the same.
+
+    Example:
+        >>> class Holder: ...
+        >>> holder = Holder()
+        >>> keep_settings(holder, "runs/a", None, None, (), None, {"delta": 0.9})
+        >>> holder.run_dir.as_posix(), holder.options.delta
+        ('runs/a', 0.9)
+    """
+    callback.run_dir = Path(run_dir) if run_dir is not None else None
+    callback.run = run
+    callback.options = TrackerOptions.create(options, **option_values)
+    callback.callbacks = list(callbacks)
+    callback.metadata = dict(metadata or {})
 
 
 def numeric_scalars(values: Mapping[str, Any]) -> dict[str, float]:

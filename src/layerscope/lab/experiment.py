@@ -89,10 +89,7 @@ def record_model_size(run_dir: str | os.PathLike, cfg: RunConfig | None = None) 
     """
     run_dir = Path(run_dir)
     cfg = cfg or read_run_config(run_dir)
-    shape = _data_shape(run_dir, cfg)
-    model = build_model(cfg, shape["num_classes"], shape["in_channels"])
-    size = shape["input_size"]
-    size = tuple(size) if isinstance(size, list) else size
+    model, size, shape = _model_for(run_dir, cfg)
     flops = count_flops(model, size, in_channels=shape["in_channels"])
     values = {"parameters": count_parameters(model).total, "macs": flops.macs,
               "flops": flops.flops}  # fmt: skip
@@ -113,10 +110,7 @@ def record_architecture(run_dir: str | os.PathLike, cfg: RunConfig | None = None
     analysis cannot trace gets ``{"error": ...}`` instead."""
     run_dir = Path(run_dir)
     cfg = cfg or read_run_config(run_dir)
-    shape = _data_shape(run_dir, cfg)
-    model = build_model(cfg, shape["num_classes"], shape["in_channels"])
-    size = shape["input_size"]
-    size = tuple(size) if isinstance(size, list) else size
+    model, size, shape = _model_for(run_dir, cfg)
     try:
         rf = receptive_field(model, size, in_channels=shape["in_channels"])
         advice = advise(model, size, rf=rf)
@@ -136,6 +130,15 @@ def record_architecture(run_dir: str | os.PathLike, cfg: RunConfig | None = None
         }  # fmt: skip
     atomic_write_json(run_dir / ARCHITECTURE_FILE, payload)
     return payload
+
+
+def _model_for(run_dir: Path, cfg: RunConfig) -> tuple:
+    """The run's model rebuilt from its config (weights do not matter here), the input size
+    and the data's shape (``done.json``, else the dataset)."""
+    shape = _data_shape(run_dir, cfg)
+    model = build_model(cfg, shape["num_classes"], shape["in_channels"])
+    size = shape["input_size"]
+    return model, tuple(size) if isinstance(size, list) else size, shape
 
 
 def _last_epoch(run_dir: Path, cfg: RunConfig) -> int:
