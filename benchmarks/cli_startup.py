@@ -28,7 +28,20 @@ def command(arguments: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--kinds", nargs="*", default=["models", "sinks", "statistics"])
+    parser.add_argument(
+        "--kinds",
+        nargs="*",
+        default=[
+            "models",
+            "datasets",
+            "optimizers",
+            "metrics",
+            "statistics",
+            "sinks",
+            "solvers",
+            "similarity",
+        ],
+    )
     args = parser.parse_args()
     commands = {"python -c pass": [sys.executable, "-c", "pass"]}
     commands["layerscope --help"] = command(["--help"])

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import layerscope
 from layerscope.cli import main
+from layerscope.commands import catalogue
+from layerscope.commands.list import KINDS
 
 
 def test_no_command_prints_help(capsys):
@@ -71,14 +74,19 @@ def test_resume_of_a_folder_without_config(tmp_path, capsys):
     assert "has no config.json" in capsys.readouterr().err
 
 
-def test_help_imports_no_heavy_library():
-    # `layerscope --help` must answer at once: no torch, numpy, pandas or matplotlib (checked in
-    # a fresh interpreter, where nothing is imported yet).
+@pytest.mark.parametrize(
+    "arguments",
+    [["--help"], *(["list", kind] for kind in sorted(KINDS)), ["list", "models", "vgg1*"]],
+)
+def test_help_and_list_import_no_heavy_library(arguments):
+    # `layerscope --help` and `layerscope list ...` must answer at once: no torch, numpy, pandas,
+    # matplotlib, scipy or scikit-learn (checked in a fresh interpreter, where nothing is
+    # imported yet; `list` reads layerscope.commands.catalogue).
     code = (
         "import sys\n"
         "from layerscope.cli import main\n"
         "try:\n"
-        "    main(['--help'])\n"
+        f"    main({arguments!r})\n"
         "except SystemExit:\n"
         "    pass\n"
         "heavy = sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib', 'scipy', 'sklearn')"
@@ -90,5 +98,12 @@ def test_help_imports_no_heavy_library():
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
-    assert "usage: layerscope" in completed.stdout
     assert "HEAVY []" in completed.stdout
+    if arguments == ["--help"]:
+        assert "usage: layerscope" in completed.stdout
+    elif arguments[-1] == "vgg1*":
+        listed = [line.split()[0] for line in completed.stdout.splitlines()[:-1]]
+        assert listed == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    else:
+        listed = [line.split()[0] for line in completed.stdout.splitlines()[:-1]]
+        assert listed == sorted(catalogue.ENTRIES[arguments[1]])
