@@ -1,6 +1,6 @@
 """Tracking overhead: per-step time ratios, tracked vs untracked, interleaved step by step.
 
-    python benchmarks/overhead.py [--model vgg|small] [--steps 60] [--device cpu|cuda]
+    python benchmarks/overhead.py [--model vgg|small] [--steps 60] [--device cpu|cuda] [--threads N]
     # Delve 0.1.50 in the same process (never a dependency; a throwaway venv holding both):
     python3 -m venv /tmp/venv-16
     /tmp/venv-16/bin/pip install torch==2.13.0            # first, or pip picks a CUDA build
@@ -164,10 +164,13 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--no-floor", action="store_true", help="leave out the bare Gram products")
+    parser.add_argument("--threads", type=int, help="torch's thread count (default: its own)")
     args = parser.parse_args()
     if args.steps < 4:
         parser.error("--steps must be at least 4 (quartiles)")
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     print(
         f"torch {torch.__version__}, {threads} threads, device {device}, model {args.model}, "

@@ -404,3 +404,21 @@ def test_pwcca_reference_tells_the_unwhitened_variant_apart():
     q, _ = np.linalg.qr(unwhitened)
     alpha = np.abs(q.T @ xc).sum(axis=1)
     assert abs((alpha / alpha.sum()) @ rho - pwcca(x, y).similarity) > 1e-3
+
+
+def test_decompositions_leave_torch_thread_count_as_it_was():
+    # The d x d part runs on one thread; the caller's setting is restored, after an error too.
+    rng = np.random.default_rng(11)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = related_pair(d1=6, d2=4)
+        one_thread = [float(f(x, y)) for f in (cca, svcca, pwcca)]
+        assert torch.get_num_threads() == 2
+        with pytest.raises(TooFewSamplesError):
+            cca(rng.normal(size=(50, 40)), rng.normal(size=(50, 30)))
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert [float(f(x, y)) for f in (cca, svcca, pwcca)] == pytest.approx(one_thread)
+    finally:
+        torch.set_num_threads(before)

@@ -288,29 +288,30 @@ class StreamingCovariance(StreamingStatistic):
         """Count, float64 mean and float64 co-moment of one batch ((d, *s) or (*s, d)).
 
         One pass writes ``x - shift`` into the scratch buffer (copy, dtype conversion and shift
-        fused), beside a row of ones; one matrix product then gives the shifted Gram matrix
-        and, from the ones, the shifted sums. The shift is the mean of the batch's first few
-        samples, so that the shifted values are of the order of the spread whatever the offset
-        (a mean of 1e6 with unit variance keeps its digits in float32) and whatever the jump
-        from earlier batches; the exact identity ``M = G - s s^T / n`` (s: shifted sums) removes
-        what the shift missed, in float64.
+        fused); one matrix product gives the shifted Gram matrix and a sum over the samples the
+        shifted sums. (A row of ones beside the features would give the sums from the same
+        product, but d + 1 columns cost MKL 10-45% more than d when d is a multiple of 16: 2.19
+        against 1.55 ms for 32 channels of 65536 positions, one thread.) The shift is the mean of
+        the batch's first few samples, so that the shifted values are of the order of the
+        spread whatever the offset (a mean of 1e6 with unit variance keeps its digits in
+        float32) and whatever the jump from earlier batches; the exact identity
+        ``M = G - s s^T / n`` (s: shifted sums) removes what the shift missed, in float64.
         """
         d = self.num_features
         n = x.numel() // d
         work_dtype = torch.float64 if self.precision == "float64" else torch.float32
         shift = _shift(x, features_first, work_dtype)
-        buffer = _WORKSPACE.get((d + 1) * n, work_dtype, x.device)
-        if features_first:  # (d + 1, n): feature rows, then the ones row
-            rows = buffer.view(d + 1, n)
-            torch.sub(x, shift, out=rows[:d].view(x.shape))
-            rows[d].fill_(1)
-            samples = rows.T
-        else:  # (n, d + 1): feature columns, then the ones column
-            samples = buffer.view(n, d + 1)
-            torch.sub(x.reshape(n, d), shift, out=samples[:, :d])
-            samples[:, d].fill_(1)
-        augmented = _gram(samples).to(torch.float64)
-        gram, sums = augmented[:d, :d], augmented[:d, d]
+        buffer = _WORKSPACE.get(d * n, work_dtype, x.device)
+        if features_first:  # (d, n): one row per feature
+            rows = buffer.view(d, n)
+            torch.sub(x, shift, out=rows.view(x.shape))
+            samples, sums = rows.T, rows.sum(dim=1)
+        else:  # (n, d): one column per feature
+            samples = buffer.view(n, d)
+            torch.sub(x.reshape(n, d), shift, out=samples)
+            sums = samples.sum(dim=0)
+        gram = _gram(samples).to(torch.float64)
+        sums = sums.to(torch.float64)
         comoment = gram - torch.outer(sums, sums / n)
         return n, shift.flatten().to(torch.float64) + sums / n, comoment
 
