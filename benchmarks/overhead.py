@@ -169,7 +169,7 @@ def main() -> None:
     if args.steps < 4:
         parser.error("--steps must be at least 4 (quartiles)")
     device = torch.device(args.device)
-    if args.threads:
+    if args.threads:  # 1 gives tight ratios on a busy machine
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     print(
