@@ -422,3 +422,13 @@ def test_decompositions_leave_torch_thread_count_as_it_was():
         assert [float(f(x, y)) for f in (cca, svcca, pwcca)] == pytest.approx(one_thread)
     finally:
         torch.set_num_threads(before)
+
+
+def test_pwcca_weights_ignore_dead_and_constant_neurons():
+    # A dead or constant neuron is zero once centred, so it adds nothing to any weight
+    # sum_k |<h_i, x_k>|: PWCCA equals the reference on the neurons that vary.
+    x, y = related_pair(d1=6, d2=4)
+    padded = np.hstack([np.zeros((300, 1)), x[:, :3], np.full((300, 1), 3.0), x[:, 3:]])
+    for side, wide, narrow in (("x", (padded, y), (x, y)), ("y", (y, padded), (y, x))):
+        result = pwcca(*wide, weights_from=side)
+        assert result.similarity == pytest.approx(reference_pwcca(*narrow, side), abs=1e-9)

@@ -190,6 +190,24 @@ class _Whitening:
         rows = gram[self.alive]
         return self.scale[:, None] * (rows if columns is None else rows[:, columns])
 
+    def whitened_rows(self, gram: torch.Tensor) -> torch.Tensor:
+        """W^T D^-1/2 S[alive, :], (r, d), for S the Gram matrix this whitening came from.
+
+        On the Cholesky route W^T = L^-1 and, on the columns of the neurons that vary,
+        D^-1/2 S D^-1/2 = R = L L^T, so the block is L^T D^1/2 without a solve (and without
+        the solve's rounding); only the dropped neurons' columns are solved for.
+        """
+        rows = self.normalised_rows(gram)
+        if self.vectors is not None:
+            return self.vectors.T @ rows
+        whitened = torch.empty_like(rows)
+        whitened[:, self.alive] = self.cholesky.T / self.scale[None, :]
+        dropped = torch.ones(rows.shape[1], dtype=torch.bool, device=rows.device)
+        dropped[self.alive] = False
+        if bool(dropped.any()):
+            whitened[:, dropped] = self.apply(rows[:, dropped])
+        return whitened
+
 
 def _whitening(gram: torch.Tensor, tolerance: float, eps: float, name: str) -> _Whitening:
     """Whiten the neurons whose variance is above the rank threshold.
@@ -422,8 +440,8 @@ def pwcca(
         # <h_i, x_k> for every variate i and neuron k: h_i = Xc D^-1/2 W u_i, so this is
         # u_i^T W^T D^-1/2 S[:, k], (c, d), without forming the (n, c) variates.
         if side == "x":
-            projections = u.T @ wx.apply(wx.normalised_rows(products.xx))
+            projections = u.T @ wx.whitened_rows(products.xx)
         else:
-            projections = vh @ wy.apply(wy.normalised_rows(products.yy))
+            projections = vh @ wy.whitened_rows(products.yy)
         alpha = projections.abs().sum(dim=1)
     return _result("pwcca", rho, dims_x, dims_y, products.n, alpha / alpha.sum(), side)
