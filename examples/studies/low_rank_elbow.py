@@ -17,15 +17,12 @@ kept and an accuracy drop of 0-5 points.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from layerscope.datasets import load_dataset
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.models import create_model
 from layerscope.weights import kneedle, layer_matrix, low_rank_residuals, low_rank_table
 
@@ -61,31 +58,23 @@ def _train(epochs: int, seed: int, classes: int):
 
 
 def _figure(curves, updates, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
-    for (classes, seed, k), curve in curves.items():
-        line = ax.plot(curve.k, curve.relative_residual, linewidth=1,
-                       label=f"{classes} classes, seed {seed}: elbow k = {k}")  # fmt: skip
-        at = curve[curve.k == k].relative_residual.iloc[0]
-        ax.plot([k], [at], "o", color=line[0].get_color())
-    for (classes, seed, k), curve in updates.items():
-        ax.plot(curve.k, curve.relative_residual, linewidth=1, linestyle="--", color="black",
-                label=f"update W - W_init, own norm ({classes} classes, seed {seed}): elbow {k}")  # fmt: skip
-    for classes in sorted({key[0] for key in curves}):
-        ax.axvline(classes, color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("rank k of the approximation (log)")
-    ax.set_ylabel("||W - W_k||_F / ||W||_F")
-    ax.set_title(f"first dense layer ({LAYER}, 256 x 256) of an MLP on digits; dotted: k = classes",
-                 fontsize=9)  # fmt: skip
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with study_figure(path, figsize=(9, 3.6), dpi=100) as (_, ax):
+        for (classes, seed, k), curve in curves.items():
+            line = ax.plot(curve.k, curve.relative_residual, linewidth=1,
+                           label=f"{classes} classes, seed {seed}: elbow k = {k}")  # fmt: skip
+            at = curve[curve.k == k].relative_residual.iloc[0]
+            ax.plot([k], [at], "o", color=line[0].get_color())
+        for (classes, seed, k), curve in updates.items():
+            ax.plot(curve.k, curve.relative_residual, linewidth=1, linestyle="--", color="black",
+                    label=f"update W - W_init, own norm ({classes} classes, seed {seed}): elbow {k}")  # fmt: skip
+        for classes in sorted({key[0] for key in curves}):
+            ax.axvline(classes, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("rank k of the approximation (log)")
+        ax.set_ylabel("||W - W_k||_F / ||W||_F")
+        ax.set_title(f"first dense layer ({LAYER}, 256 x 256) of an MLP on digits; dotted: k = classes",
+                     fontsize=9)  # fmt: skip
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
 def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
@@ -131,26 +120,20 @@ def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
                                  for key in ("k", "norm_percent", "accuracy_drop_points", "update_elbow_k",
                                              "norm_percent_at_k_classes",
                                              "accuracy_drop_at_k_classes")}  # fmt: skip
-    Path(out).mkdir(parents=True, exist_ok=True)
     _figure(curves, updates, f"{out}/low_rank_elbow.png")
     results = {"study": "low_rank_elbow", "quick": quick, "plan": plan, "layer": LAYER,
-               "rows": rows, "summary": summary, "wall_seconds": timer.seconds()}  # fmt: skip
+               "rows": rows, "summary": summary, **timer.resources()}  # fmt: skip
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/low_rank_elbow")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    print(markdown_table(results["rows"], list(results["rows"][0])))
-    for classes, values in results["summary"].items():
-        print(f"{classes} classes: mean elbow k {values['k']:.1f}, norm kept "
-              f"{values['norm_percent']:.1f} %, accuracy drop {values['accuracy_drop_points']:.2f} points")  # fmt: skip
-    print(f"{results['wall_seconds']:.0f} s")
+def _summary(results) -> str:
+    return "\n".join(
+        f"{classes} classes: mean elbow k {values['k']:.1f}, norm kept "
+        f"{values['norm_percent']:.1f} %, accuracy drop {values['accuracy_drop_points']:.2f} points"
+        for classes, values in results["summary"].items()
+    )
 
 
 if __name__ == "__main__":
-    main()
+    study_main("low_rank_elbow", run, __doc__, summary=_summary)
