@@ -9,7 +9,7 @@ preset, 4x4 average pooling). Per network: the border layer b_min predicted for 
 epoch's saturation of the convolutions (``find_tail``), and the layer after which the probes'
 test accuracy stops improving (no later layer more than 0.02 above it).
 
-    layerscope study border_tail              # about 5 minutes on 2 CPU cores
+    layerscope study border_tail              # 1-2 minutes on 2 CPU cores
     layerscope study border_tail -- --quick   # VGG11 only, 4 epochs
 """
 

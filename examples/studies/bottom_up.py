@@ -8,7 +8,7 @@ first: the epoch from which a layer's similarity to its final state stays at or 
 with depth (Spearman correlation between layer index and settle epoch > 0), and the mean
 similarity over training falls with depth.
 
-    layerscope study bottom_up              # about 2 minutes on 2 CPU cores
+    layerscope study bottom_up              # under a minute on 2 CPU cores
     layerscope study bottom_up -- --quick   # 4 epochs, CKA only
 """
 

@@ -14,7 +14,7 @@ approximation at k = the number of classes (the paper's rank 10) are reported be
 The paper found k = 10 (= the classes of CIFAR-10) for every first dense layer, 62-100 % of the norm
 kept and an accuracy drop of 0-5 points.
 
-    layerscope study low_rank_elbow              # about a minute on 2 CPU cores
+    layerscope study low_rank_elbow              # under a minute on 2 CPU cores
     layerscope study low_rank_elbow -- --quick   # one seed per class count, 10 / 60 epochs
 """
 

@@ -8,7 +8,7 @@ test split (``layerscope project``). The claim holds when PCA's relative accurac
 random baseline's at every delta >= 0.99; the relevant eigenspace is the paired t-test over the
 five instances per delta.
 
-    layerscope study pca_vs_random              # about 4 minutes on 2 CPU cores
+    layerscope study pca_vs_random              # 1-2 minutes on 2 CPU cores
     layerscope study pca_vs_random -- --quick   # two seeds, 3 epochs, deltas 0.9 and 0.99
 """
 

@@ -11,7 +11,7 @@ holds when the clusters group layers of similar depth (each cluster a few contig
 layers), RWC falls over training, and later layers change less than earlier ones (its CIFAR-10
 ResNet-50 figure 2).
 
-    layerscope study rwc_clusters              # about 2 minutes on 2 CPU cores
+    layerscope study rwc_clusters              # under a minute on 2 CPU cores
     layerscope study rwc_clusters -- --quick   # 16 px, 5 epochs
 """
 

@@ -7,7 +7,7 @@ dimension of it for layers narrower than 34 (saturation moves in steps of 1/d); 
 epoch from which the training loss stays within 10 % of its total drop of its final value. The
 claim holds when every layer settles no later than the loss.
 
-    layerscope study saturation_converges              # about 2 minutes on 2 CPU cores
+    layerscope study saturation_converges              # 1-2 minutes on 2 CPU cores
     layerscope study saturation_converges -- --quick   # the MLP with k = 16 only, 8 epochs
 """
 
