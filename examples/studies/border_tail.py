@@ -9,25 +9,25 @@ preset, 4x4 average pooling). Per network: the border layer b_min predicted for 
 epoch's saturation of the convolutions (``find_tail``), and the layer after which the probes'
 test accuracy stops improving (no later layer more than 0.02 above it).
 
-    layerscope study border_tail              # about 5 minutes on 2 CPU cores
+    layerscope study border_tail              # 1-2 minutes on 2 CPU cores
     layerscope study border_tail -- --quick   # VGG11 only, 4 epochs
 """
 
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 import torch
 
 from layerscope.architecture import find_tail, receptive_field
 from layerscope.lab import load_config, run_experiment
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.models import create_model
 from layerscope.store import load
 
 FULL = {"models": ("vgg11", "vgg13", "vgg16", "vgg19"), "epochs": 8}
 QUICK = {"models": ("vgg11",), "epochs": 4}
+#: The networks train in worker processes, one per core, one torch thread each.
+EXECUTOR = {"name": "processes"}
 #: Probe accuracy gain below which a later layer does not count as an improvement.
 IMPROVEMENT = 0.02
 
@@ -45,18 +45,17 @@ def plateau_layer(accuracy: np.ndarray, improvement: float = IMPROVEMENT) -> int
     return len(accuracy)
 
 
-def _config(out: str, name: str, epochs: int) -> dict:
+def _config(out: str, names, epochs: int) -> dict:
     return {
-        "model": name, "dataset": "digits", "resolution": 12, "width": 0.25, "seed": 0,
+        "model": list(names), "dataset": "digits", "resolution": 12, "width": 0.25, "seed": 0,
         "dataset_kwargs": {"canvas": 32}, "epochs": epochs, "batch_size": 64,
         "metrics": ["accuracy"], "logs_dir": f"{out}/logs", "run_id": "canvas",
         "optimizer": {"name": "adam", "lr": 0.001}, "probes": True,
     }  # fmt: skip
 
 
-def _measure(out: str, name: str, epochs: int) -> tuple[dict, dict]:
-    (result,) = run_experiment(load_config(_config(out, name, epochs)), progress=False)
-    df = load(result.run_dir)
+def _measure(run_dir, name: str) -> tuple[dict, dict]:
+    df = load(run_dir)
     last = df[df.phase == "eval"].epoch.max()
     saturation = df[(df.statistic == "saturation") & (df.phase == "eval") & (df.epoch == last)]
     saturation = saturation.sort_values("layer_index")
@@ -84,29 +83,25 @@ def _measure(out: str, name: str, epochs: int) -> tuple[dict, dict]:
 
 
 def _figure(curves: dict, path) -> None:
-    import matplotlib
+    with study_figure(path, 1, len(curves), figsize=(3.6 * len(curves), 3.2), dpi=90,
+                      squeeze=False) as (_, axes):  # fmt: skip
+        for ax, (name, curve) in zip(axes[0], curves.items(), strict=True):
+            _panel(ax, name, curve)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.2), dpi=90,
-                             squeeze=False)  # fmt: skip
-    for ax, (name, curve) in zip(axes[0], curves.items(), strict=True):
-        layers = np.arange(1, len(curve["saturation"]) + 1)
-        ax.plot(layers, curve["saturation"], marker="o", label="saturation (eval)")
-        ax.plot(layers, curve["probe"], marker="s", color="black", label="probe test acc.")
-        if curve["border"] is not None:
-            ax.axvline(curve["border"], color="tab:red", linestyle="--", label="b_min")
-        if curve["tail_start"] is not None:
-            ax.axvspan(curve["tail_start"] - 0.5, layers[-1] + 0.5, color="grey", alpha=0.15,
-                       label="tail")  # fmt: skip
-        ax.set_ylim(0, 1.05)
-        ax.set_xlabel("convolution (1-based)")
-        ax.set_title(f"{name} 1/4, digits on a 32 px canvas", fontsize=8)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def _panel(ax, name: str, curve: dict) -> None:
+    layers = np.arange(1, len(curve["saturation"]) + 1)
+    ax.plot(layers, curve["saturation"], marker="o", label="saturation (eval)")
+    ax.plot(layers, curve["probe"], marker="s", color="black", label="probe test acc.")
+    if curve["border"] is not None:
+        ax.axvline(curve["border"], color="tab:red", linestyle="--", label="b_min")
+    if curve["tail_start"] is not None:
+        ax.axvspan(curve["tail_start"] - 0.5, layers[-1] + 0.5, color="grey", alpha=0.15,
+                   label="tail")  # fmt: skip
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("convolution (1-based)")
+    ax.set_title(f"{name} 1/4, digits on a 32 px canvas", fontsize=8)
+    ax.legend(fontsize=6)
 
 
 def run(out: str = "logs/studies/border_tail", quick: bool = False) -> dict:
@@ -114,29 +109,24 @@ def run(out: str = "logs/studies/border_tail", quick: bool = False) -> dict:
     timer = StudyTimer()
     torch.set_num_threads(1)
     plan = QUICK if quick else FULL
+    # the deepest network first, so that the two workers finish together
+    names = sorted(plan["models"], key=lambda name: -int(name[3:]))
+    configs = load_config(_config(out, names, plan["epochs"]))
+    folders = {cfg.model: r.run_dir for cfg, r in
+               zip(configs, run_experiment(configs, progress=False, executor=EXECUTOR), strict=True)}  # fmt: skip
     rows, curves = [], {}
     for name in plan["models"]:
-        rows.append((measured := _measure(out, name, plan["epochs"]))[0])
+        rows.append((measured := _measure(folders[name], name))[0])
         curves[name] = measured[1]
     _figure(curves, f"{out}/border_tail.png")
     results = {"study": "border_tail", "quick": quick, "plan": plan, "rows": rows,
                "curves": curves, "improvement": IMPROVEMENT,
-               "wall_seconds": timer.seconds()}  # fmt: skip
+               **timer.resources()}  # fmt: skip
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/border_tail")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    print(markdown_table(results["rows"], ["model", "convolutions", "border", "border_output_rule",
-                                           "tail_start", "tail_drop", "plateau",
-                                           "test_accuracy"]))  # fmt: skip
-    print(f"{results['wall_seconds']:.0f} s")
-
-
 if __name__ == "__main__":
-    main()
+    study_main("border_tail", run, __doc__,
+               columns=["model", "convolutions", "border", "border_output_rule", "tail_start",
+                        "tail_drop", "plateau", "test_accuracy"])  # fmt: skip

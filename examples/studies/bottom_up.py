@@ -8,15 +8,13 @@ first: the epoch from which a layer's similarity to its final state stays at or 
 with depth (Spearman correlation between layer index and settle epoch > 0), and the mean
 similarity over training falls with depth.
 
-    layerscope study bottom_up              # about 2 minutes on 2 CPU cores
+    layerscope study bottom_up              # under a minute on 2 CPU cores
     layerscope study bottom_up -- --quick   # 4 epochs, CKA only
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
 from layerscope.datasets import load_dataset
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.models import create_model
 from layerscope.similarity import similarity_over_epochs
 
@@ -67,24 +65,19 @@ def settle_epoch(values: np.ndarray, threshold: float = THRESHOLD) -> int:
 def _figure(curves, path) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.4), dpi=100,
-                             squeeze=False)  # fmt: skip
-    cmap = plt.get_cmap("viridis")
-    for ax, (measure, result) in zip(axes[0], curves.items(), strict=True):
-        for j, layer in enumerate(result.layers):
-            ax.plot(result.epochs, result.values[:, j], color=cmap(j / max(1, len(result.layers) - 1)),
-                    marker=".", label=f"{j + 1} {layer}")  # fmt: skip
-        ax.axhline(THRESHOLD, color="grey", linestyle=":")
-        ax.set_xlabel("epoch (0 = initialisation)")
-        ax.set_ylabel(f"{measure.upper()} to the final epoch")
-        ax.set_title(f"VGG11 1/8 on digits: {measure.upper()} to the final state", fontsize=9)
-        ax.legend(fontsize=5, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with study_figure(
+        path, 1, len(curves), figsize=(4.5 * len(curves), 3.4), dpi=100, squeeze=False
+    ) as (_, axes):
+        cmap = matplotlib.colormaps.get_cmap("viridis")
+        for ax, (measure, result) in zip(axes[0], curves.items(), strict=True):
+            for j, layer in enumerate(result.layers):
+                ax.plot(result.epochs, result.values[:, j], color=cmap(j / max(1, len(result.layers) - 1)),
+                        marker=".", label=f"{j + 1} {layer}")  # fmt: skip
+            ax.axhline(THRESHOLD, color="grey", linestyle=":")
+            ax.set_xlabel("epoch (0 = initialisation)")
+            ax.set_ylabel(f"{measure.upper()} to the final epoch")
+            ax.set_title(f"VGG11 1/8 on digits: {measure.upper()} to the final state", fontsize=9)
+            ax.legend(fontsize=5, ncol=2)
 
 
 def run(out: str = "logs/studies/bottom_up", quick: bool = False) -> dict:
@@ -112,30 +105,23 @@ def run(out: str = "logs/studies/bottom_up", quick: bool = False) -> dict:
             "layers": list(result.layers),
             "values": result.values,
         }
-    Path(out).mkdir(parents=True, exist_ok=True)
     _figure(curves, f"{out}/bottom_up.png")
     results = {"study": "bottom_up", "quick": quick, "plan": plan, "rows": rows,
                "summary": summary, "threshold": THRESHOLD,
-               "wall_seconds": timer.seconds()}  # fmt: skip
+               **timer.resources()}  # fmt: skip
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/bottom_up")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    print(markdown_table(results["rows"], ["measure", "index", "layer", "settle_epoch",
-                                           "mean_to_final", "after_epoch_1"]))  # fmt: skip
-    for measure, values in results["summary"].items():
-        print(
-            f"{measure}: Spearman(depth, settle epoch) {values['spearman_settle_vs_depth']:.2f}, "
-            f"Spearman(depth, mean similarity) {values['spearman_mean_vs_depth']:.2f}"
-        )
-    print(f"{results['wall_seconds']:.0f} s")
+def _summary(results) -> str:
+    return "\n".join(
+        f"{measure}: Spearman(depth, settle epoch) {values['spearman_settle_vs_depth']:.2f}, "
+        f"Spearman(depth, mean similarity) {values['spearman_mean_vs_depth']:.2f}"
+        for measure, values in results["summary"].items()
+    )
 
 
 if __name__ == "__main__":
-    main()
+    study_main("bottom_up", run, __doc__, summary=_summary,
+               columns=["measure", "index", "layer", "settle_epoch", "mean_to_final",
+                        "after_epoch_1"])  # fmt: skip

@@ -1,7 +1,10 @@
 """Study g: low rank at the elbow (seed 003, Heitmann, section 3.3, figure 8).
 
 An MLP 256-256-10 (the dense head of Conv-2) on the embedded digits data at 16 px (256 inputs),
-Adam, batch size 64, 30 epochs, over 3 seeds; and the same MLP trained on the first 5 digits only
+batch size 64, over 3 seeds, trained two ways: Adam for 30 epochs (``adam``: the layer stays
+close to its random initialisation, W - W_init is about 16 % of its norm) and AdamW with weight
+decay 3 for 100 epochs (``adamw_decay``: the decay removes what the gradient does not keep, so
+the layer is what training made of it); and the same MLP trained on the first 5 digits only
 (5 classes), to test the paper's closing question whether the elbow follows the number of classes.
 The first dense layer's best rank-k approximation W_k is chosen at the elbow (Kneedle) of its
 Frobenius residuals for k = 1..255 (``layerscope.weights.low_rank_table``), substituted into a
@@ -12,26 +15,26 @@ The paper found k = 10 (= the classes of CIFAR-10) for every first dense layer, 
 kept and an accuracy drop of 0-5 points.
 
     layerscope study low_rank_elbow              # under a minute on 2 CPU cores
-    layerscope study low_rank_elbow -- --quick   # one seed per class count, 10 epochs
+    layerscope study low_rank_elbow -- --quick   # one seed per class count, 10 / 60 epochs
 """
 
 from __future__ import annotations
-
-import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from layerscope.datasets import load_dataset
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.models import create_model
 from layerscope.weights import kneedle, layer_matrix, low_rank_residuals, low_rank_table
 
 LAYER = "layers.1"
-FULL = {"epochs": 30, "seeds": (0, 1, 2), "classes": (10, 5)}
-QUICK = {"epochs": 10, "seeds": (0,), "classes": (10, 5)}
+#: Training name -> (epochs, AdamW's decoupled weight decay; 0 is plain Adam).
+TRAININGS = {"adam": (30, 0.0), "adamw_decay": (100, 3.0)}
+FULL = {"trainings": TRAININGS, "seeds": (0, 1, 2), "classes": (10, 5)}
+QUICK = {"trainings": {"adam": (10, 0.0), "adamw_decay": (60, 3.0)}, "seeds": (0,),
+         "classes": (10, 5)}  # fmt: skip
 
 
 def _tensors(split, classes: int):
@@ -40,15 +43,17 @@ def _tensors(split, classes: int):
     return x[keep], y[keep]
 
 
-def _train(epochs: int, seed: int, classes: int):
-    """An MLP 256-256-``classes`` trained on the digits 0..classes-1, its first layer's matrix
-    at initialisation, and the test tensors of those digits."""
+def _train(epochs: int, decay: float, seed: int, classes: int):
+    """An MLP 256-256-``classes`` trained on the digits 0..classes-1 (Adam, or AdamW with
+    weight decay ``decay``), its first layer's matrix at initialisation, and the test tensors
+    of those digits."""
     torch.manual_seed(seed)
     splits = load_dataset("digits", resolution=16, augment=False, seed=0)
     model = create_model("mlp", hidden=(256, 256), num_classes=classes, in_channels=1,
                          input_size=16)  # fmt: skip
     initial = layer_matrix(model, LAYER).clone()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=decay) if decay
+                 else torch.optim.Adam(model.parameters(), lr=0.001))  # fmt: skip
     x, y = _tensors(splits.train, classes)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -61,31 +66,59 @@ def _train(epochs: int, seed: int, classes: int):
 
 
 def _figure(curves, updates, path) -> None:
-    import matplotlib
+    """One panel per training: the layer's residual curves (seed 0), its update's dashed."""
+    trainings = list(dict.fromkeys(key[0] for key in curves))
+    with study_figure(path, 1, len(trainings), figsize=(6 * len(trainings), 3.6), dpi=100,
+                      squeeze=False) as (_, axes):  # fmt: skip
+        for ax, training in zip(axes[0], trainings, strict=True):
+            for (name, classes, _, k), curve in curves.items():
+                if name == training:
+                    line = ax.plot(curve.k, curve.relative_residual, linewidth=1,
+                                   label=f"{classes} classes: elbow k = {k}")  # fmt: skip
+                    at = curve[curve.k == k].relative_residual.iloc[0]
+                    ax.plot([k], [at], "o", color=line[0].get_color())
+                    ax.axvline(classes, color=line[0].get_color(), linestyle=":", linewidth=1)
+            for (name, classes, _, k), curve in updates.items():
+                if name == training:
+                    ax.plot(curve.k, curve.relative_residual, linewidth=1, linestyle="--",
+                            color="black" if classes == 10 else "grey",
+                            label=f"W - W_init, own norm ({classes} classes): elbow {k}")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_xlabel("rank k of the approximation (log); dotted: k = classes")
+            ax.set_ylabel("||W - W_k||_F / ||W||_F")
+            ax.set_title(f"{training}: first dense layer ({LAYER}, 256 x 256), seed 0",
+                         fontsize=9)  # fmt: skip
+            ax.legend(fontsize=6)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
-    for (classes, seed, k), curve in curves.items():
-        line = ax.plot(curve.k, curve.relative_residual, linewidth=1,
-                       label=f"{classes} classes, seed {seed}: elbow k = {k}")  # fmt: skip
-        at = curve[curve.k == k].relative_residual.iloc[0]
-        ax.plot([k], [at], "o", color=line[0].get_color())
-    for (classes, seed, k), curve in updates.items():
-        ax.plot(curve.k, curve.relative_residual, linewidth=1, linestyle="--", color="black",
-                label=f"update W - W_init, own norm ({classes} classes, seed {seed}): elbow {k}")  # fmt: skip
-    for classes in sorted({key[0] for key in curves}):
-        ax.axvline(classes, color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("rank k of the approximation (log)")
-    ax.set_ylabel("||W - W_k||_F / ||W||_F")
-    ax.set_title(f"first dense layer ({LAYER}, 256 x 256) of an MLP on digits; dotted: k = classes",
-                 fontsize=9)  # fmt: skip
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def _measure(training: str, epochs: int, decay: float, seed: int, classes: int):
+    """One trained MLP's row: the elbow and its approximation, the update's elbow, rank k =
+    classes; with the residual curves of the layer and of its update."""
+    model, initial, (x, y) = _train(epochs, decay, seed, classes)
+
+    def accuracy(candidate) -> float:
+        return float((candidate(x).argmax(1) == y).float().mean())
+
+    table, curve = low_rank_table(model, [LAYER], accuracy)
+    (row,) = table.to_dict("records")
+    (at_classes,) = low_rank_table(model, [LAYER], accuracy, k=classes)[0].to_dict("records")
+    update = layer_matrix(model, LAYER) - initial  # what training added to the init
+    residuals = low_rank_residuals(update)
+    update_k = int(residuals.k.iloc[kneedle(residuals.k, residuals.residual)])
+    share = float(torch.linalg.matrix_norm(update) / torch.linalg.matrix_norm(initial + update))
+    measured = {"training": training, "classes": classes, "seed": seed, "k": row["k"],
+                "rank": row["rank"], "norm_percent": row["norm_percent"],
+                "accuracy": row["metric"], "accuracy_low_rank": row["metric_low_rank"],
+                "accuracy_drop_points": 100.0 * (row["metric"] - row["metric_low_rank"]),
+                "update_elbow_k": update_k, "update_norm_share": share,
+                "norm_percent_at_k_classes": at_classes["norm_percent"],
+                "accuracy_drop_at_k_classes": 100.0 * (at_classes["metric"]
+                                                       - at_classes["metric_low_rank"])}  # fmt: skip
+    return measured, curve, residuals
+
+
+SUMMARY_KEYS = ("k", "norm_percent", "accuracy_drop_points", "update_elbow_k", "update_norm_share",
+                "norm_percent_at_k_classes", "accuracy_drop_at_k_classes")  # fmt: skip
 
 
 def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
@@ -94,63 +127,35 @@ def run(out: str = "logs/studies/low_rank_elbow", quick: bool = False) -> dict:
     torch.set_num_threads(1)
     plan = QUICK if quick else FULL
     rows, curves, updates = [], {}, {}
-    for classes in plan["classes"]:
-        for seed in plan["seeds"]:
-            model, initial, (x, y) = _train(plan["epochs"], seed, classes)
-
-            def accuracy(candidate, x=x, y=y) -> float:
-                return float((candidate(x).argmax(1) == y).float().mean())
-
-            table, curve = low_rank_table(model, [LAYER], accuracy)
-            (row,) = table.to_dict("records")
-            (at_classes,) = low_rank_table(model, [LAYER], accuracy, k=classes)[0].to_dict(
-                "records"
-            )
-            drop = 100.0 * (row["metric"] - row["metric_low_rank"])
-            update = layer_matrix(model, LAYER) - initial  # what training added to the init
-            residuals = low_rank_residuals(update)
-            update_k = int(residuals.k.iloc[kneedle(residuals.k, residuals.residual)])
-            share = float(
-                torch.linalg.matrix_norm(update) / torch.linalg.matrix_norm(initial + update)
-            )
-            rows.append({"classes": classes, "seed": seed, "k": row["k"], "rank": row["rank"],
-                         "norm_percent": row["norm_percent"], "accuracy": row["metric"],
-                         "accuracy_low_rank": row["metric_low_rank"],
-                         "accuracy_drop_points": drop, "update_elbow_k": update_k,
-                         "update_norm_share": share,
-                         "norm_percent_at_k_classes": at_classes["norm_percent"],
-                         "accuracy_drop_at_k_classes": 100.0 * (at_classes["metric"]
-                                                                - at_classes["metric_low_rank"])})  # fmt: skip
-            curves[(classes, seed, row["k"])] = curve
-            if seed == plan["seeds"][0]:
-                updates[(classes, seed, update_k)] = residuals
-    summary = {}
-    for classes in plan["classes"]:
-        mine = [r for r in rows if r["classes"] == classes]
-        summary[str(classes)] = {key: float(np.mean([r[key] for r in mine]))
-                                 for key in ("k", "norm_percent", "accuracy_drop_points", "update_elbow_k",
-                                             "norm_percent_at_k_classes",
-                                             "accuracy_drop_at_k_classes")}  # fmt: skip
-    Path(out).mkdir(parents=True, exist_ok=True)
+    for training, (epochs, decay) in plan["trainings"].items():
+        for classes in plan["classes"]:
+            for seed in plan["seeds"]:
+                row, curve, residuals = _measure(training, epochs, decay, seed, classes)
+                rows.append(row)
+                if seed == plan["seeds"][0]:
+                    curves[(training, classes, seed, row["k"])] = curve
+                    updates[(training, classes, seed, row["update_elbow_k"])] = residuals
+    summary = {training: {str(classes): {key: float(np.mean(
+        [r[key] for r in rows if r["training"] == training and r["classes"] == classes]))
+        for key in SUMMARY_KEYS} for classes in plan["classes"]}
+        for training in plan["trainings"]}  # fmt: skip
     _figure(curves, updates, f"{out}/low_rank_elbow.png")
     results = {"study": "low_rank_elbow", "quick": quick, "plan": plan, "layer": LAYER,
-               "rows": rows, "summary": summary, "wall_seconds": timer.seconds()}  # fmt: skip
+               "rows": rows, "summary": summary, **timer.resources()}  # fmt: skip
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/low_rank_elbow")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    print(markdown_table(results["rows"], list(results["rows"][0])))
-    for classes, values in results["summary"].items():
-        print(f"{classes} classes: mean elbow k {values['k']:.1f}, norm kept "
-              f"{values['norm_percent']:.1f} %, accuracy drop {values['accuracy_drop_points']:.2f} points")  # fmt: skip
-    print(f"{results['wall_seconds']:.0f} s")
+def _summary(results) -> str:
+    return "\n".join(
+        f"{training}, {classes} classes: mean elbow k {values['k']:.1f}, norm kept "
+        f"{values['norm_percent']:.1f} %, accuracy drop {values['accuracy_drop_points']:.2f} "
+        f"points; at k = {classes}: {values['norm_percent_at_k_classes']:.1f} %, drop "
+        f"{values['accuracy_drop_at_k_classes']:.2f} points"
+        for training, per_classes in results["summary"].items()
+        for classes, values in per_classes.items()
+    )
 
 
 if __name__ == "__main__":
-    main()
+    study_main("low_rank_elbow", run, __doc__, summary=_summary)

@@ -8,23 +8,36 @@ test split (``layerscope project``). The claim holds when PCA's relative accurac
 random baseline's at every delta >= 0.99; the relevant eigenspace is the paired t-test over the
 five instances per delta.
 
-    layerscope study pca_vs_random              # about 4 minutes on 2 CPU cores
+    layerscope study pca_vs_random              # 1-2 minutes on 2 CPU cores
     layerscope study pca_vs_random -- --quick   # two seeds, 3 epochs, deltas 0.9 and 0.99
 """
 
 from __future__ import annotations
 
-import argparse
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
 import torch
 
-from layerscope.lab import load_config, project_runs, run_experiment
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab import load_config, run_experiment
+from layerscope.lab.executors import available_cores
+from layerscope.lab.projecting import project_run
+from layerscope.lab.studies import (
+    StudyTimer,
+    markdown_table,
+    study_figure,
+    study_main,
+    write_results,
+)
+from layerscope.projection.relevance import relevant_eigenspace
 
 FULL = {"seeds": (0, 1, 2, 3, 4), "epochs": 5, "deltas": "7.3", "random_seeds": 3}
 QUICK = {"seeds": (0, 1), "epochs": 3, "deltas": (0.9, 0.99), "random_seeds": 1}
+#: The instances train in worker processes, one per core, one torch thread each.
+EXECUTOR = {"name": "processes"}
 
 
 def _config(out: str, seeds, epochs) -> dict:
@@ -57,26 +70,29 @@ def _curves(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _figure(curves: pd.DataFrame, features: float, path) -> None:
-    import matplotlib
+    with study_figure(path, figsize=(5.5, 3.4), dpi=100) as (_, ax):
+        for baseline, color in (("pca", "tab:blue"), ("random", "tab:red")):
+            ax.errorbar(curves.delta, curves[f"{baseline}_mean"], yerr=curves[f"{baseline}_std"],
+                        marker="o", markersize=3, color=color, label=baseline.upper()
+                        if baseline == "pca" else "random directions")  # fmt: skip
+        ax.set_xlabel("delta (fraction of variance kept per layer)")
+        ax.set_ylabel("accuracy / unprojected accuracy")
+        ax.set_ylim(0, 1.1)
+        ax.set_title(f"VGG11 1/4 on digits, 5 instances ({features:.0f} dimensions in all layers)",
+                     fontsize=9)  # fmt: skip
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=100)
-    for baseline, color in (("pca", "tab:blue"), ("random", "tab:red")):
-        ax.errorbar(curves.delta, curves[f"{baseline}_mean"], yerr=curves[f"{baseline}_std"],
-                    marker="o", markersize=3, color=color, label=baseline.upper()
-                    if baseline == "pca" else "random directions")  # fmt: skip
-    ax.set_xlabel("delta (fraction of variance kept per layer)")
-    ax.set_ylabel("accuracy / unprojected accuracy")
-    ax.set_ylim(0, 1.1)
-    ax.set_title(f"VGG11 1/4 on digits, 5 instances ({features:.0f} dimensions in all layers)",
-                 fontsize=9)  # fmt: skip
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def _project(folders: list[str], plan: dict) -> dict[str, pd.DataFrame]:
+    """Each run's delta sweep (``project_run``, figures but no report), one worker process per
+    core at one torch thread each."""
+    job = partial(project_run, deltas=plan["deltas"], seeds=range(plan["random_seeds"]),
+                  report=False, progress=False)  # fmt: skip
+    workers = min(available_cores(), len(folders))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:  # fmt: skip
+        return dict(zip(folders, pool.map(job, folders), strict=True))
 
 
 def run(out: str = "logs/studies/pca_vs_random", quick: bool = False) -> dict:
@@ -85,10 +101,9 @@ def run(out: str = "logs/studies/pca_vs_random", quick: bool = False) -> dict:
     torch.set_num_threads(1)
     plan = QUICK if quick else FULL
     configs = load_config(_config(out, plan["seeds"], plan["epochs"]))
-    results = run_experiment(configs, progress=False)
-    folders = [str(r.run_dir) for r in results]
-    tables, relevant = project_runs(folders, deltas=plan["deltas"],
-                                    seeds=range(plan["random_seeds"]), progress=False)  # fmt: skip
+    results = run_experiment(configs, progress=False, executor=EXECUTOR)
+    tables = _project([str(r.run_dir) for r in results], plan)
+    relevant = relevant_eigenspace(tables)
     curves = _curves(tables)
     features = float(np.mean([t.total_features.iloc[0] for t in tables.values()]))
     high = curves[curves.delta >= 0.99 - 1e-12]
@@ -101,27 +116,20 @@ def run(out: str = "logs/studies/pca_vs_random", quick: bool = False) -> dict:
         "selected_delta": relevant.selected_delta, "total_features": features,
         "unprojected_accuracy": unprojected,
         "pca_above_random_from_0.99": bool((high.pca_mean > high.random_mean).all()),
-        "wall_seconds": timer.seconds(),
+        **timer.resources(),
     }  # fmt: skip
     write_results(out, summary)
     return summary
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/pca_vs_random")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    print(markdown_table(results["curves"], ["delta", "pca_mean", "pca_std", "random_mean",
-                                             "random_std", "total_dimensions"]))  # fmt: skip
-    print()
-    print(markdown_table(results["relevant_eigenspace"], list(results["relevant_eigenspace"][0])))
-    print(
-        f"selected delta {results['selected_delta']}; PCA above random from 0.99: "
-        f"{results['pca_above_random_from_0.99']}; {results['wall_seconds']:.0f} s"
-    )
+def _summary(results) -> str:
+    eigenspace = results["relevant_eigenspace"]
+    return (f"\n{markdown_table(eigenspace, list(eigenspace[0]))}\nselected delta "
+            f"{results['selected_delta']}; PCA above random from 0.99: "
+            f"{results['pca_above_random_from_0.99']}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    study_main("pca_vs_random", run, __doc__, rows="curves", summary=_summary,
+               columns=["delta", "pca_mean", "pca_std", "random_mean", "random_std",
+                        "total_dimensions"])  # fmt: skip

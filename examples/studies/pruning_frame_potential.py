@@ -15,14 +15,11 @@ random and removing the largest contributions hurts most of the frame-potential 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
 from torch.utils.data import DataLoader
 
 from layerscope.datasets import load_dataset
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.models import create_model
 from layerscope.weights import PAPER_NAMES, pruning_curves, pruning_summary
 
@@ -54,26 +51,18 @@ def _train(epochs: int):
 
 
 def _figure(summary, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=100)
-    for criterion, curve in summary.groupby("criterion", observed=True):
-        label = f"{criterion} ({PAPER_NAMES[criterion]})"
-        ax.plot(curve.removed, curve["mean"], marker=".", markersize=3, label=label)
-        if criterion == "random":
-            ax.fill_between(curve.removed, curve["mean"] - curve.sd, curve["mean"] + curve.sd,
-                            alpha=0.25)  # fmt: skip
-    ax.set_xlabel(f"units removed from {LAYER} (of 300)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("MLP 300-100-10 on digits: pruning the first layer without retraining",
-                 fontsize=9)  # fmt: skip
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with study_figure(path, figsize=(6, 3.8), dpi=100) as (_, ax):
+        for criterion, curve in summary.groupby("criterion", observed=True):
+            label = f"{criterion} ({PAPER_NAMES[criterion]})"
+            ax.plot(curve.removed, curve["mean"], marker=".", markersize=3, label=label)
+            if criterion == "random":
+                ax.fill_between(curve.removed, curve["mean"] - curve.sd, curve["mean"] + curve.sd,
+                                alpha=0.25)  # fmt: skip
+        ax.set_xlabel(f"units removed from {LAYER} (of 300)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title("MLP 300-100-10 on digits: pruning the first layer without retraining",
+                     fontsize=9)  # fmt: skip
+        ax.legend(fontsize=7)
 
 
 def run(out: str = "logs/studies/pruning_frame_potential", quick: bool = False) -> dict:
@@ -96,27 +85,18 @@ def run(out: str = "logs/studies/pruning_frame_potential", quick: bool = False) 
                                                   & (summary.removed == n)]["mean"].iloc[0])
                 for n in (0, 100, 200, 280) if n in set(summary.removed)}}
             for i, c in enumerate(ranking)]  # fmt: skip
-    Path(out).mkdir(parents=True, exist_ok=True)
     _figure(summary, f"{out}/pruning_frame_potential.png")
     results = {"study": "pruning_frame_potential", "quick": quick, "plan": plan, "layer": LAYER,
                "baseline_accuracy": accuracy(model), "ranking": ranking, "rows": rows,
                "curves": summary.astype({"criterion": str}).to_dict("records"),
-               "wall_seconds": timer.seconds()}  # fmt: skip
+               **timer.resources()}  # fmt: skip
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/pruning_frame_potential")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    columns = [c for c in results["rows"][0] if c != "rank"]
-    print(f"test accuracy before pruning {results['baseline_accuracy']:.3f}")
-    print(markdown_table(results["rows"], ["rank", *columns]))
-    print(f"{results['wall_seconds']:.0f} s")
+def _summary(results) -> str:
+    return f"test accuracy before pruning {results['baseline_accuracy']:.3f}"
 
 
 if __name__ == "__main__":
-    main()
+    study_main("pruning_frame_potential", run, __doc__, summary=_summary)

@@ -11,15 +11,13 @@ holds when the clusters group layers of similar depth (each cluster a few contig
 layers), RWC falls over training, and later layers change less than earlier ones (its CIFAR-10
 ResNet-50 figure 2).
 
-    layerscope study rwc_clusters              # about 2 minutes on 2 CPU cores
+    layerscope study rwc_clusters              # under a minute on 2 CPU cores
     layerscope study rwc_clusters -- --quick   # 16 px, 5 epochs
 """
 
 from __future__ import annotations
 
-import argparse
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from layerscope.datasets import load_dataset
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.models import create_model
 from layerscope.weights import RWCClusters, rwc_matrix
 
@@ -82,41 +80,37 @@ def contiguous_runs(labels) -> int:
 def _figure(matrix, clusters, path) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = list(matrix.columns)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), dpi=100)
-    colors = plt.get_cmap("tab10")
-    for trajectory, label in zip(clusters.clipped_, clusters.labels_, strict=True):
-        axes[0].plot(epochs, trajectory, color=colors(label), alpha=0.45, linewidth=1)
-    for c, center in enumerate(clusters.cluster_centers_):
-        members = int((clusters.labels_ == c).sum())
-        axes[0].plot(epochs, center, color=colors(c), linewidth=3,
-                     label=f"cluster {c} ({members} layers)")  # fmt: skip
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("RWC (eq. 1, outliers clipped)")
-    axes[0].set_title("clustered RWC curves (thick: cluster centres)", fontsize=9)
-    axes[0].legend(fontsize=7)
-    depth = np.arange(1, len(matrix) + 1)
-    axes[1].scatter(depth, clusters.clipped_.mean(1), c=[colors(c) for c in clusters.labels_])
-    axes[1].set_xticks(depth, [name.replace("layer", "L") for name in matrix.index],
-                       rotation=90, fontsize=6)  # fmt: skip
-    axes[1].set_ylabel("mean RWC over training")
-    axes[1].set_title("layers in forward order, coloured by cluster", fontsize=9)
-    ks = list(clusters.silhouettes_)
-    axes[2].plot(ks, [clusters.silhouettes_[k] for k in ks], marker="o", label="silhouette")
-    axes[2].axvline(clusters.k_, color="grey", linestyle=":")
-    axes[2].set_xlabel("k")
-    axes[2].set_ylabel("mean silhouette")
-    scree = axes[2].twinx()
-    scree.plot(ks, [clusters.scree_[k] for k in ks], color="black", linestyle="--", label="scree")
-    scree.set_ylabel("K-Means inertia (scree)")
-    axes[2].set_title(f"automatic k = {clusters.k_}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with study_figure(path, 1, 3, figsize=(14, 3.8), dpi=100) as (_, axes):
+        colors = matplotlib.colormaps.get_cmap("tab10")
+        for trajectory, label in zip(clusters.clipped_, clusters.labels_, strict=True):
+            axes[0].plot(epochs, trajectory, color=colors(label), alpha=0.45, linewidth=1)
+        for c, center in enumerate(clusters.cluster_centers_):
+            members = int((clusters.labels_ == c).sum())
+            axes[0].plot(epochs, center, color=colors(c), linewidth=3,
+                         label=f"cluster {c} ({members} layers)")  # fmt: skip
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel("epoch")
+        axes[0].set_ylabel("RWC (eq. 1, outliers clipped)")
+        axes[0].set_title("clustered RWC curves (thick: cluster centres)", fontsize=9)
+        axes[0].legend(fontsize=7)
+        depth = np.arange(1, len(matrix) + 1)
+        axes[1].scatter(depth, clusters.clipped_.mean(1), c=[colors(c) for c in clusters.labels_])
+        axes[1].set_xticks(depth, [name.replace("layer", "L") for name in matrix.index],
+                           rotation=90, fontsize=6)  # fmt: skip
+        axes[1].set_ylabel("mean RWC over training")
+        axes[1].set_title("layers in forward order, coloured by cluster", fontsize=9)
+        ks = list(clusters.silhouettes_)
+        axes[2].plot(ks, [clusters.silhouettes_[k] for k in ks], marker="o", label="silhouette")
+        axes[2].axvline(clusters.k_, color="grey", linestyle=":")
+        axes[2].set_xlabel("k")
+        axes[2].set_ylabel("mean silhouette")
+        scree = axes[2].twinx()
+        scree.plot(
+            ks, [clusters.scree_[k] for k in ks], color="black", linestyle="--", label="scree"
+        )
+        scree.set_ylabel("K-Means inertia (scree)")
+        axes[2].set_title(f"automatic k = {clusters.k_}", fontsize=9)
 
 
 def run(out: str = "logs/studies/rwc_clusters", quick: bool = False) -> dict:
@@ -148,29 +142,21 @@ def run(out: str = "logs/studies/rwc_clusters", quick: bool = False) -> dict:
         "test_accuracy": accuracy,
         "centers": clusters.cluster_centers_,
     }
-    Path(out).mkdir(parents=True, exist_ok=True)
     _figure(matrix, clusters, f"{out}/rwc_clusters.png")
     results = {"study": "rwc_clusters", "quick": quick, "plan": plan, "rows": rows,
-               "summary": summary, "wall_seconds": timer.seconds()}  # fmt: skip
+               "summary": summary, **timer.resources()}  # fmt: skip
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/rwc_clusters")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    print(markdown_table(results["rows"], list(results["rows"][0])))
+def _summary(results) -> str:
     summary = results["summary"]
-    print(f"automatic k {summary['k']} (silhouette {summary['silhouette']:.2f}); "
-          f"{summary['runs']} contiguous runs over {summary['layers']} layers; "
-          f"Spearman(depth, mean RWC) {summary['spearman_depth_vs_mean_rwc']:.2f}; "
-          f"Spearman(epoch, mean RWC) {summary['spearman_epoch_vs_mean_rwc']:.2f}; "
-          f"test accuracy {summary['test_accuracy']:.3f}")  # fmt: skip
-    print(f"{results['wall_seconds']:.0f} s")
+    return (f"automatic k {summary['k']} (silhouette {summary['silhouette']:.2f}); "
+            f"{summary['runs']} contiguous runs over {summary['layers']} layers; "
+            f"Spearman(depth, mean RWC) {summary['spearman_depth_vs_mean_rwc']:.2f}; "
+            f"Spearman(epoch, mean RWC) {summary['spearman_epoch_vs_mean_rwc']:.2f}; "
+            f"test accuracy {summary['test_accuracy']:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    study_main("rwc_clusters", run, __doc__, summary=_summary)

@@ -7,19 +7,17 @@ dimension of it for layers narrower than 34 (saturation moves in steps of 1/d); 
 epoch from which the training loss stays within 10 % of its total drop of its final value. The
 claim holds when every layer settles no later than the loss.
 
-    layerscope study saturation_converges              # about 2 minutes on 2 CPU cores
+    layerscope study saturation_converges              # 1-2 minutes on 2 CPU cores
     layerscope study saturation_converges -- --quick   # the MLP with k = 16 only, 8 epochs
 """
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
 from layerscope.lab import load_config, run_experiment
-from layerscope.lab.studies import StudyTimer, markdown_table, write_results
+from layerscope.lab.studies import StudyTimer, study_figure, study_main, write_results
 from layerscope.store import load
 
 #: Saturation band (absolute, widened to one dimension, 1/d, for narrow layers) and loss band
@@ -34,6 +32,8 @@ MODELS = {
 }  # fmt: skip
 FULL = {"models": tuple(MODELS), "epochs": 15}
 QUICK = {"models": ("mlp-256-16",), "epochs": 8}
+#: The models train in worker processes, one per core, one torch thread each.
+EXECUTOR = {"name": "processes"}
 
 
 def settle_epoch(values: np.ndarray, band: float) -> int:
@@ -49,6 +49,7 @@ def settle_epoch(values: np.ndarray, band: float) -> int:
 
 
 def _runs(out: str, names, epochs: int) -> None:
+    configs = []
     for name in names:
         config = {
             "dataset": "digits", "epochs": epochs, "batch_size": 128, "seed": 0,
@@ -56,31 +57,30 @@ def _runs(out: str, names, epochs: int) -> None:
             "optimizer": {"name": "adam", "lr": 0.001}, "tracker": {"delta": 0.99},
             **MODELS[name],
         }  # fmt: skip
-        run_experiment(load_config(config), progress=False)
+        configs += load_config(config)
+    configs.sort(key=lambda cfg: cfg.model != "vgg11")  # the slowest first
+    run_experiment(configs, progress=False, executor=EXECUTOR)
 
 
 def _figure(curves, path) -> None:
-    import matplotlib
+    with study_figure(path, 1, len(curves), figsize=(4 * len(curves), 3.2), dpi=100,
+                      squeeze=False) as (_, axes):  # fmt: skip
+        for ax, (name, curve) in zip(axes[0], curves.items(), strict=True):
+            _panel(ax, name, *curve)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), dpi=100, squeeze=False)
-    for ax, (name, (epochs, layers, loss, loss_epoch)) in zip(axes[0], curves.items(), strict=True):
-        for layer, values in layers.items():
-            ax.plot(epochs, values, marker=".", label=layer)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("saturation (train)")
-        right = ax.twinx()
-        right.plot(epochs, loss, color="black", linestyle="--", label="train loss")
-        right.axvline(loss_epoch, color="black", alpha=0.3)
-        right.set_ylabel("train loss")
-        ax.set_title(f"{name}: loss flat from epoch {loss_epoch}", fontsize=9)
-        ax.legend(fontsize=6, loc="center right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def _panel(ax, name: str, epochs, layers: dict, loss, loss_epoch: int) -> None:
+    for layer, values in layers.items():
+        ax.plot(epochs, values, marker=".", label=layer)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("saturation (train)")
+    right = ax.twinx()
+    right.plot(epochs, loss, color="black", linestyle="--", label="train loss")
+    right.axvline(loss_epoch, color="black", alpha=0.3)
+    right.set_ylabel("train loss")
+    ax.set_title(f"{name}: loss flat from epoch {loss_epoch}", fontsize=9)
+    ax.legend(fontsize=6, loc="center right")
 
 
 def run(out: str = "logs/studies/saturation_converges", quick: bool = False) -> dict:
@@ -114,24 +114,18 @@ def run(out: str = "logs/studies/saturation_converges", quick: bool = False) -> 
         "study": "saturation_converges", "quick": quick, "plan": plan, "rows": rows,
         "saturation_band": SATURATION_BAND, "loss_band": LOSS_BAND,
         "fraction_no_later_than_loss": float(np.mean([r["no_later_than_loss"] for r in rows])),
-        "wall_seconds": timer.seconds(),
+        **timer.resources(),
     }  # fmt: skip
     _figure(curves, f"{out}/saturation_converges.png")
     write_results(out, results)
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="logs/studies/saturation_converges")
-    parser.add_argument("--quick", action="store_true", help="the shortened version")
-    args = parser.parse_args(argv)
-    results = run(args.out, quick=args.quick)
-    columns = ["model", "layer", "saturation_settles", "loss_settles", "final_saturation"]
-    print(markdown_table(results["rows"], columns))
-    print(f"layers settling no later than the loss: {results['fraction_no_later_than_loss']:.0%}; "
-          f"{results['wall_seconds']:.0f} s")  # fmt: skip
+def _summary(results) -> str:
+    return f"layers settling no later than the loss: {results['fraction_no_later_than_loss']:.0%}"
 
 
 if __name__ == "__main__":
-    main()
+    study_main("saturation_converges", run, __doc__, summary=_summary,
+               columns=["model", "layer", "saturation_settles", "loss_settles",
+                        "final_saturation"])  # fmt: skip

@@ -85,15 +85,21 @@ def test_pruning_magnitude_beats_frame_potential_beats_random(tmp_path):
 
 
 @pytest.mark.slow
-def test_low_rank_elbow_follows_the_width_not_the_classes(tmp_path):
+def test_low_rank_elbow_follows_the_width_until_weight_decay_removes_the_init(tmp_path):
     results = quick("low_rank_elbow", tmp_path)
-    ten, five = results["summary"]["10"], results["summary"]["5"]
+    ten, five = results["summary"]["adam"]["10"], results["summary"]["adam"]["5"]
     # measured (not the paper's k = 10): the elbow of a mostly-random 256 x 256 layer is near 128
     assert ten["k"] > 50 and five["k"] > 50
     assert abs(ten["k"] - five["k"]) < 15
     assert ten["norm_percent"] > 90 and ten["accuracy_drop_points"] < 2
     assert ten["update_elbow_k"] < ten["k"]
     assert ten["accuracy_drop_at_k_classes"] > 10  # rank 10 is far too low here
+    # with weight decay the random initialisation is gone and rank 10 keeps what the paper kept
+    decayed = results["summary"]["adamw_decay"]["10"]
+    assert decayed["update_norm_share"] > 1  # the layer is mostly what training made of it
+    assert decayed["k"] < ten["k"] / 2
+    assert decayed["norm_percent_at_k_classes"] > 80
+    assert decayed["accuracy_drop_at_k_classes"] < 5
 
 
 @pytest.mark.slow

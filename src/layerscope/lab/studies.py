@@ -6,12 +6,14 @@ measured numbers and the wall time) and its figures. ``layerscope study NAME`` r
 ``layerscope study --list`` lists them with the first line of their docstring.
 
 Every study script defines ``run(out, quick=False) -> dict`` (``quick`` is the shortened version
-the slow tests run) and ``main(argv)``; the helpers below keep their tables and result files in
-one shape.
+the slow tests run) and ends with ``study_main(NAME, run, __doc__, ...)``; ``StudyTimer``,
+``write_results``, ``study_figure`` and ``markdown_table`` keep their result files, figures and
+tables in one shape.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import json
@@ -20,7 +22,8 @@ import os
 import runpy
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,14 @@ from layerscope.store.atomic import atomic_write_text
 
 __all__ = [
     "StudyTimer",
+    "describe_resources",
     "find_study",
     "list_studies",
     "markdown_table",
     "run_study",
     "studies_folder",
+    "study_figure",
+    "study_main",
     "write_results",
 ]
 
@@ -151,19 +157,132 @@ def run_study(
 
 
 class StudyTimer:
-    """Wall time of a study, as written into ``results.json``.
+    """Wall time, CPU time and load of a study, as written into ``results.json``.
+
+    CPU time is ``resource.getrusage`` of this process and its finished children (a study's
+    worker processes), user + system: on a shared machine it bounds what an idle one needs
+    (``cpu_seconds / cores``) while the wall time says what this run took. The load averages
+    (``os.getloadavg``, 1 minute) at the start and the end say how shared the machine was.
 
     Example:
         >>> timer = StudyTimer()
-        >>> timer.seconds() >= 0
+        >>> sorted(timer.resources())
+        ['cpu_seconds', 'load_end', 'load_start', 'wall_seconds']
+        >>> timer.resources()["wall_seconds"] >= 0
         True
     """
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
+        self.cpu_started = _cpu_seconds()
+        self.load_start = _load()
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
+
+    def resources(self) -> dict[str, float | None]:
+        """``wall_seconds``, ``cpu_seconds``, ``load_start`` and ``load_end`` so far."""
+        return {"wall_seconds": self.seconds(), "cpu_seconds": _cpu_seconds() - self.cpu_started,
+                "load_start": self.load_start, "load_end": _load()}  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children."""
+    import resource
+
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def _load() -> float | None:
+    """The 1-minute load average (None where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def describe_resources(results: Mapping[str, Any]) -> str:
+    """One line of a study's time, CPU time and load.
+
+    Example:
+        >>> describe_resources({"wall_seconds": 61.2, "cpu_seconds": 118.0, "load_start": 2.0,
+        ...                     "load_end": 2.5})
+        '61 s wall, 118 s CPU (load 2.0 -> 2.5)'
+    """
+    line = f"{results['wall_seconds']:.0f} s wall, {results['cpu_seconds']:.0f} s CPU"
+    if results.get("load_start") is not None:
+        line += f" (load {results['load_start']:.1f} -> {results['load_end']:.1f})"
+    return line
+
+
+@contextmanager
+def study_figure(path: str | os.PathLike, nrows: int = 1, ncols: int = 1, **subplots: Any):
+    """A Matplotlib figure on the Agg backend (no display needed) saved to ``path`` and closed
+    on leaving the block; yields ``(figure, axes)`` as ``plt.subplots`` returns them.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "line.png"
+        >>> with study_figure(path, figsize=(3, 2)) as (fig, ax):
+        ...     _ = ax.plot([0, 1], [1, 0])
+        >>> path.stat().st_size > 0
+        True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(nrows, ncols, **subplots)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def study_main(
+    name: str,
+    run: Callable[..., Mapping[str, Any]],
+    doc: str,
+    *,
+    columns: Sequence[str] | None = None,
+    rows: str = "rows",
+    summary: Callable[[Mapping[str, Any]], str] | None = None,
+    argv: Sequence[str] | None = None,
+) -> Mapping[str, Any]:
+    """The command line of a study script: ``--out DIR`` (default ``logs/studies/NAME``) and
+    ``--quick``; runs ``run(out, quick=...)``, prints ``results[rows]`` as a table of
+    ``columns`` (default: the first row's keys), ``summary(results)`` and the time.
+
+    Example:
+        >>> import tempfile
+        >>> def run(out, quick=False):
+        ...     return {"rows": [{"width": 1, "s_mu": 0.25}], "wall_seconds": 1.0,
+        ...             "cpu_seconds": 2.0, "load_start": None}
+        >>> _ = study_main("demo", run, "Demo study.", summary=lambda r: "ok",
+        ...                argv=["--out", tempfile.mkdtemp()])
+        | width | s_mu |
+        | --- | --- |
+        | 1 | 0.250 |
+        ok
+        1 s wall, 2 s CPU
+    """
+    parser = argparse.ArgumentParser(prog=f"layerscope study {name} --",
+                                     description=doc.strip().splitlines()[0])  # fmt: skip
+    parser.add_argument("--out", default=f"logs/studies/{name}", help="where results go")
+    parser.add_argument("--quick", action="store_true", help="the shortened version")
+    args = parser.parse_args(argv)
+    results = run(args.out, quick=args.quick)
+    table = results[rows]
+    print(markdown_table(table, list(columns) if columns is not None else list(table[0])))
+    if summary is not None:
+        print(summary(results))
+    print(describe_resources(results))
+    return results
 
 
 def _plain(value: Any) -> Any:
