@@ -58,7 +58,9 @@ def test_set_logs_dir_is_relative_to_the_working_directory(tmp_path, monkeypatch
     assert (here / "typed" / "mlp" / "digits" / "8" / "r" / "done.json").is_file()
     assert not (tmp_path / "sweeps" / "typed").exists()
     assert main(["run", str(path), "--dry-run"]) == 0  # without --set: the file's folder
-    assert f"-> {(tmp_path / 'sweeps' / 'out').as_posix()}/mlp/digits/8/r" in capsys.readouterr().out
+    assert (
+        f"-> {(tmp_path / 'sweeps' / 'out').as_posix()}/mlp/digits/8/r" in capsys.readouterr().out
+    )
 
 
 def test_a_dict_config_is_relative_to_the_working_directory(tmp_path, monkeypatch):

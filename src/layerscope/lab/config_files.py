@@ -109,7 +109,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def anchor_logs_dir(data: dict[str, Any], folder: str | os.PathLike, default: str) -> dict[str, Any]:
+def anchor_logs_dir(
+    data: dict[str, Any], folder: str | os.PathLike, default: str
+) -> dict[str, Any]:
     """``data`` with a relative ``logs_dir`` (its ``default`` when the key is absent) resolved
     against ``folder``, the config file's folder: the run folders of a config file do not depend
     on the directory the command runs in. Absolute paths stay; a list (a sweep) or
