@@ -4,8 +4,12 @@ A mistake a user can make raises a subclass of :class:`LayerscopeError`, and als
 it resembles (``ValueError``, ``TypeError``, ``KeyError``, ``FileNotFoundError``), so that
 existing ``except ValueError`` code keeps working. Its message names the thing, the value, the
 rule and the fix, in the syntax of where the user is (a config key, a command-line flag, a
-Python keyword). The command line reports a :class:`LayerscopeError` as one line and lets any
-other exception (a bug) show its traceback.
+Python keyword). The command line reports a :class:`LayerscopeError` without a traceback, any
+other exception (a bug) with its traceback.
+
+The fix a message gives comes from :func:`fix` (with :func:`user_context` and
+:func:`toml_lines`, at the end of this module; not in ``__all__``, which lists the exceptions):
+config lines, flags or keywords, for where the user is.
 
 Warnings derive from :class:`LayerscopeWarning`, so ``warnings.simplefilter("ignore",
 LayerscopeWarning)`` silences all of them.
@@ -58,12 +62,6 @@ __all__ = [
     "TraceError",
     "UndefinedSimilarityWarning",
     "UnknownNameError",
-    "Where",
-    "fix",
-    "toml_lines",
-    "toml_value",
-    "user_context",
-    "where",
 ]
 
 
