@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from layerscope import __version__
-from layerscope.errors import LayerscopeError
+from layerscope.errors import LayerscopeError, user_context
 
 #: Modules under layerscope.commands, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _one_line_warnings():
+        with _one_line_warnings(), user_context("cli"):  # fixes in messages: flags
             return int(args.handler(args) or 0)
     except BrokenPipeError:
         # The reader went away (`layerscope ... | head`): stop quietly, without a traceback,

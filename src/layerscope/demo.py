@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from layerscope.errors import OptionError
+from layerscope.errors import OptionError, fix
 from layerscope.lab.config import RunConfig
 from layerscope.lab.experiment import run_one
 from layerscope.models.small import demo_cnn
@@ -50,7 +50,9 @@ def demo_config(
         ('demo_cnn', 'adam', 0.002, 2)
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise OptionError(f"epochs must be an int >= 1, got {epochs!r} (--epochs N)")
+        raise OptionError(
+            f"epochs must be an int >= 1, got {epochs!r} ({fix(python='epochs=3', cli='--epochs 3')})"
+        )
     return RunConfig.from_dict({
         "model": "demo_cnn", "dataset": "digits", "resolution": 32, "epochs": epochs,
         "batch_size": batch_size, "seed": seed, "optimizer": {"name": "adam", "lr": 2e-3},

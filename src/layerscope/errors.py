@@ -4,8 +4,12 @@ A mistake a user can make raises a subclass of :class:`LayerscopeError`, and als
 it resembles (``ValueError``, ``TypeError``, ``KeyError``, ``FileNotFoundError``), so that
 existing ``except ValueError`` code keeps working. Its message names the thing, the value, the
 rule and the fix, in the syntax of where the user is (a config key, a command-line flag, a
-Python keyword). The command line reports a :class:`LayerscopeError` as one line and lets any
-other exception (a bug) show its traceback.
+Python keyword). The command line reports a :class:`LayerscopeError` without a traceback, any
+other exception (a bug) with its traceback.
+
+The fix a message gives comes from :func:`fix` (with :func:`user_context` and
+:func:`toml_lines`, at the end of this module; not in ``__all__``, which lists the exceptions):
+config lines, flags or keywords, for where the user is.
 
 Warnings derive from :class:`LayerscopeWarning`, so ``warnings.simplefilter("ignore",
 LayerscopeWarning)`` silences all of them.
@@ -20,6 +24,12 @@ Example:
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
 
 __all__ = [
     "ConfigError",
@@ -194,3 +204,97 @@ class FewSamplesWarning(LayerscopeWarning):
 
 class UndefinedSimilarityWarning(LayerscopeWarning):
     """Some entries of a similarity matrix are undefined (NaN): a representation had no variance."""
+
+
+# --------------------------------------------------------------------------- fixes in messages
+# The same mistake can be made in Python (``Tracker(model, max_features=...)``), in a config
+# file (``[tracker]`` / ``max_features = ...``) or on the command line (``--max-batches 5``).
+# Code that knows where the user is says so with ``user_context`` (the trainer of configured
+# runs: "config"; the ``layerscope`` command: "cli"), and a message asks ``fix`` for the variant
+# of that place. Python is the default; a place without its own variant falls back to the
+# config's lines (the command line runs configs), then to Python.
+
+Where = Literal["python", "config", "cli"]
+_WHERE: contextvars.ContextVar[Where] = contextvars.ContextVar("layerscope_where", default="python")
+
+
+def where() -> Where:
+    """Where the user is now: ``"python"`` (default), ``"config"`` or ``"cli"``."""
+    return _WHERE.get()
+
+
+@contextlib.contextmanager
+def user_context(place: Where) -> Iterator[None]:
+    """Within the block, messages give their fix for ``place``.
+
+    Example:
+        >>> with user_context("cli"):
+        ...     where()
+        'cli'
+        >>> where()
+        'python'
+    """
+    if place not in ("python", "config", "cli"):
+        raise OptionError(f"place must be 'python', 'config' or 'cli', got {place!r}")
+    token = _WHERE.set(place)
+    try:
+        yield
+    finally:
+        _WHERE.reset(token)
+
+
+def fix(*, python: str, config: str | None = None, cli: str | None = None) -> str:
+    """The variant of a fix for where the user is (fallbacks: see the comment above).
+
+    Example:
+        >>> print(fix(python="Tracker(model, max_features=9000)",
+        ...           config=toml_lines("tracker.max_features", 9000)))
+        Tracker(model, max_features=9000)
+        >>> with user_context("config"):
+        ...     print(fix(python="Tracker(model, max_features=9000)",
+        ...               config=toml_lines("tracker.max_features", 9000)))
+        in the config (its [tracker] table, or a new one at the end):
+            [tracker]
+            max_features = 9000
+    """
+    place = where()
+    if place == "cli" and cli is not None:
+        return cli
+    if place in ("cli", "config") and config is not None:
+        return config
+    return python
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML writes it: strings quoted, lists in brackets, tables inline.
+
+    Example:
+        >>> toml_value(["fc", 2]), toml_value(True), toml_value({"root": "data"})
+        ('["fc", 2]', 'true', '{root = "data"}')
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def toml_lines(key: str, value: Any) -> str:
+    """The config lines that set dotted ``key`` to ``value``, in its table, indented as a block
+    (TOML ignores the indentation, so the block pastes as it is).
+
+    Example:
+        >>> print(toml_lines("checkpoints.keep", "all"))
+        in the config (its [checkpoints] table, or a new one at the end):
+            [checkpoints]
+            keep = "all"
+        >>> print(toml_lines("epochs", 3))
+        at the top of the config (before any [table]):
+            epochs = 3
+    """
+    *tables, name = key.split(".")
+    line = f"    {name} = {toml_value(value)}"
+    if not tables:
+        return f"at the top of the config (before any [table]):\n{line}"
+    table = ".".join(tables)
+    return f"in the config (its [{table}] table, or a new one at the end):\n    [{table}]\n{line}"

@@ -258,7 +258,7 @@ def test_image_folder_without_split_folders_is_split_stratified(tmp_path):
 def test_image_folder_errors(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="<root>/train/<class>"):
         load_dataset("folder", root=tmp_path / "nope")
-    with pytest.raises(DatasetNotFoundError, match="Pass root=<folder>"):
+    with pytest.raises(DatasetNotFoundError, match="root='FOLDER'"):
         load_dataset("folder")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match="0 images in 0 class folders"):

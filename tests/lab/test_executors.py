@@ -23,6 +23,7 @@ from layerscope.errors import (
     ConfigKeyError,
     MissingDependencyError,
     UnknownNameError,
+    user_context,
 )
 from layerscope.lab.config import load_config, run_dir
 from layerscope.lab.executors import ExecutorConfig, _optional, make_executor
@@ -136,10 +137,11 @@ def test_executor_settings_are_checked_with_the_fix_named():
     assert ExecutorConfig.create({"name": "dask", "jobs": 2}, jobs=4, address=None).jobs == 4
     with pytest.raises(ConfigKeyError, match=r"Did you mean 'executor\.jobs'"):
         ExecutorConfig.create({"name": "dask", "job": 2})
-    with pytest.raises(ConfigError, match="--executor processes --jobs 3"):
+    with user_context("cli"), pytest.raises(ConfigError, match="--executor processes --jobs 3"):
         ExecutorConfig.create("local", jobs=3)
-    with pytest.raises(ConfigError, match="--executor dask or --executor ray"):
-        ExecutorConfig.create("processes", address="tcp://127.0.0.1:8786")
+    with user_context("cli"), pytest.raises(ConfigError, match="--executor dask --address tcp"):
+        ExecutorConfig.create("processes", address="tcp://127.0.0.1:8786")  # (each syntax:
+    # tests/lab/test_config_suggestions.py)
     with pytest.raises(UnknownNameError, match="Did you mean 'dask'"):
         make_executor("dusk")
 

@@ -98,7 +98,7 @@ def test_records_files_and_report(folder):
 def test_bad_input(folder, tmp_path):
     with pytest.raises(UnknownNameError, match="did you mean 'hidden'"):
         weights_run(folder, prune="hiden", progress=False)
-    with pytest.raises(OptionError, match=r"checkpoints\.keep"):
+    with pytest.raises(OptionError, match=r"\[checkpoints\]\n    keep = \"all\""):
         weights_run(folder, epochs=[7], progress=False)
     empty = tmp_path / "empty"
     shutil.copytree(folder, empty)

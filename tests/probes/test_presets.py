@@ -42,7 +42,9 @@ def test_presets_are_the_two_recipes():
     )  # fmt: skip
     assert dissertation.preset_name == "dissertation"
     assert ProbeSettings.preset("dissertation", C=0.5).preset_name == "custom"
-    with pytest.raises(ProbeSettingsError, match=r"Did you mean 'dissertation'.*probe_preset"):
+    with pytest.raises(
+        ProbeSettingsError, match=r"Did you mean 'dissertation'.*preset\('dissertation'\)"
+    ):
         ProbeSettings.preset("disertation")
 
 

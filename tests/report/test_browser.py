@@ -75,6 +75,11 @@ def runs(tmp_path_factory) -> Path:
                        "resolution": 8, "epochs": 2, "optimizer": {"name": "sgd", "lr": 1e30},
                        "device": "cpu", "run_id": "lr1e30", "logs_dir": str(root / "logs")})[0]  # fmt: skip
     assert run_one(cfg, progress=False).status == "diverged"
+    kept = load_config({"model": "mlp", "model_kwargs": {"input_size": 8, "hidden": {"value": [16]}},
+                        "resolution": 8, "epochs": 3, "device": "cpu", "run_id": "kept",
+                        "checkpoints": {"keep": "all"}, "logs_dir": str(root / "logs")})[0]  # fmt: skip
+    folder = run_one(kept, progress=False).run_dir
+    assert main(["similarity", str(folder), "--over-epochs"]) == 0  # its report gets the section
     assert main(["report", str(root)]) == 0
     return root
 
@@ -131,15 +136,25 @@ def test_the_diverged_report_says_so(browser, runs, screenshots, width):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_the_similarity_over_epochs_section(browser, runs, screenshots, width):
+    report = runs / "logs" / "mlp" / "digits" / "8" / "kept" / "report.html"
+    page, errors = _open(browser, report, width)
+    section = page.locator("section#similarity-over-epochs")
+    assert section.count() == 1 and section.locator("table tbody tr").count() == 2
+    _check_layout(page, errors, screenshots / f"similarity-report-{width}.png")
+    page.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_the_index_in_a_browser(browser, runs, screenshots, width):
     page, errors = _open(browser, runs / "index.html", width)
     rows = page.locator("section#runs tbody tr")
-    assert rows.count() == 3
+    assert rows.count() == 4  # two demo runs, a diverged one, one that kept every checkpoint
     text = page.locator("section#runs").inner_text()
     assert "diverged at epoch 1" in text and "finished" in text
     headers = page.locator("section#runs th").all_inner_texts()
     assert {"status", "seed", "model"} <= {h.strip() for h in headers}
-    assert page.locator("section#runs a[href$='report.html']").count() == 3
+    assert page.locator("section#runs a[href$='report.html']").count() == 4
     # Sorting: click "seed" twice and the order of the seed column flips.
     column = [h.strip() for h in headers].index("seed")
     rows_js = "Array.from(document.querySelectorAll('section#runs tbody tr'))"

@@ -95,16 +95,15 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from layerscope.lab.config import load_config
-    from layerscope.lab.config_files import read_config_file
+    from layerscope.lab.config import load_config, read_config
     from layerscope.lab.console import quiet
     from layerscope.lab.executors import ExecutorConfig
     from layerscope.lab.grid import config_executor, run_experiment, summary_table
     from layerscope.lab.plan import describe_plan
     from layerscope.lab.preflight import check_forward
 
-    if args.set:
-        mapping = apply_overrides(read_config_file(args.config), args.set)
+    if args.set:  # the file's logs_dir is relative to its folder, --set logs_dir=... to here
+        mapping = apply_overrides(read_config(args.config), args.set)
         configs = load_config(mapping, source=f"{args.config} with --set {' '.join(args.set)}")
     else:
         mapping = args.config

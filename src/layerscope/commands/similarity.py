@@ -7,6 +7,9 @@ layer by layer between two trained runs (SPEC C9).
 - ``layerscope similarity RUN_A RUN_B``: two run folders of the trainer, compared by
   :func:`layerscope.lab.compare_runs` (every recorded layer of A against every one of B on run
   A's data split). The matrix is printed; ``--out`` writes it as a heatmap.
+- ``layerscope similarity RUN_DIR --over-epochs``: every recorded layer at each kept checkpoint
+  against itself at the last (:func:`layerscope.lab.similarity_epochs.similarity_over_epochs_run`),
+  written to the run folder and shown in its report.
 
 CKA is the unbiased estimator everywhere (docs/similarity.md); ``cka_biased`` is Kornblith et
 al.'s biased one (``cka_unbiased`` is accepted as another name for ``cka``).
@@ -47,7 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "split, printed as a matrix and, with --out, drawn as a heatmap.",
     )
     parser.add_argument("x", help="first activations (.npy or .pt), or run folder RUN_A")
-    parser.add_argument("y", help="second activations (same samples, same order), or RUN_B")
+    parser.add_argument(
+        "y", nargs="?", help="second activations (same samples, same order), or RUN_B"
+    )
+    parser.add_argument(
+        "--over-epochs",
+        action="store_true",
+        help="one run folder: each recorded layer at every kept checkpoint against the last "
+        "(cka, or --measure svcca / all); written to RUN/similarity_over_epochs.json and the "
+        "report",
+    )
     parser.add_argument(
         "--measure",
         choices=(*MEASURE_NAMES, *ALIASES, "all"),
@@ -124,6 +136,13 @@ def _each(names, compute, show) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.over_epochs:
+        return _over_epochs(args)
+    if args.y is None:
+        raise OptionError(
+            f"give a second activation file or run folder after {args.x!r}, or --over-epochs "
+            f"to compare one run's epochs"
+        )
     folders = [Path(p).is_dir() for p in (args.x, args.y)]
     if all(folders):
         return _compare_runs(args)
@@ -195,6 +214,39 @@ def _compare_runs(args: argparse.Namespace) -> int:
             print(f"heatmap: {path}")
 
     _each(chosen, compute, show)
+    return 0
+
+
+def _over_epochs(args: argparse.Namespace) -> int:
+    from layerscope.lab.similarity_epochs import MEASURES, similarity_over_epochs_run
+    from layerscope.report.similarity import OVER_EPOCHS_FILE, plot_similarity_over_epochs
+
+    if args.y is not None or not Path(args.x).is_dir():
+        raise OptionError(
+            f"--over-epochs takes one run folder, got {' and '.join(filter(None, (args.x, args.y)))}"
+        )
+    measure = ALIASES.get(args.measure, args.measure) or "cka"
+    chosen = MEASURES if measure == "all" else (measure,)
+    if args.out is not None:
+        _check_image_suffix(args.out)
+    results = similarity_over_epochs_run(
+        args.x, measures=chosen, split=args.split or "test", batch_size=args.batch_size,
+        max_batches=args.max_batches, spatial=args.spatial, device=args.device,
+    )  # fmt: skip
+    import pandas as pd
+
+    for name, result in results.items():
+        print(f"{name} against epoch {result.reference_epoch} ({result.num_samples} samples, "
+              f"spatial={result.spatial}):")  # fmt: skip
+        frame = pd.DataFrame(result.values, index=list(result.epochs), columns=list(result.layers))
+        print(frame.rename_axis("epoch").to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+        if args.out is not None:
+            path = Path(args.out)
+            if len(results) > 1:
+                path = path.with_name(f"{path.stem}-{name}{path.suffix}")
+            plot_similarity_over_epochs(result, path=path)
+            print(f"figure: {path}")
+    print(f"written: {Path(args.x) / OVER_EPOCHS_FILE}; report: {Path(args.x) / 'report.html'}")
     return 0
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from layerscope.datasets.transforms import Pipeline, SampleRandom, convert_channels
-from layerscope.errors import DatasetNotFoundError, OptionError
+from layerscope.errors import DatasetNotFoundError, OptionError, fix, toml_lines
 from layerscope.registry import DATASETS
 
 __all__ = [
@@ -183,8 +183,9 @@ def missing_files_error(
     looked = ", ".join(str(p) for p in searched)
     return DatasetNotFoundError(
         f"dataset {dataset!r} was not found. Put these files into {folder}/: "
-        f"{', '.join(files)} (from {source}). Searched: {looked}. Pass root=... (dataset_kwargs "
-        f"in a config) or set ${DATA_ENV} to use another data folder."
+        f"{', '.join(files)} (from {source}). Searched: {looked}. For another data folder set "
+        f"${DATA_ENV} or give its root: "
+        + fix(python="root='FOLDER'", config=toml_lines("dataset_kwargs.root", "FOLDER"))
     )
 
 

@@ -26,7 +26,7 @@ from layerscope.datasets.base import (
     stratified_split,
 )
 from layerscope.datasets.transforms import Pipeline
-from layerscope.errors import DatasetFormatError, DatasetNotFoundError, OptionError
+from layerscope.errors import DatasetFormatError, DatasetNotFoundError, OptionError, fix, toml_lines
 from layerscope.registry import DATASETS
 
 __all__ = ["FileSource", "image_folder", "read_image"]
@@ -174,8 +174,9 @@ def image_folder(
     layout = "<root>/train/<class>/*.png and <root>/test/<class>/*.png, or <root>/<class>/*.png"
     if root is None or not Path(root).is_dir():
         raise DatasetNotFoundError(
-            f"image folder {root!r} does not exist. Pass root=<folder> (dataset_kwargs in a "
-            f"config) laid out as {layout} ({', '.join(extensions)})"
+            f"image folder {root!r} does not exist. Give a folder laid out as {layout} "
+            f"({', '.join(extensions)}): "
+            + fix(python="root='FOLDER'", config=toml_lines("dataset_kwargs.root", "FOLDER"))
         )
     if resolution is None:
         raise OptionError(

@@ -7,8 +7,8 @@
   :mod:`~layerscope.lab.optimizers` and :mod:`~layerscope.lab.metrics` (registered on import);
 - run folders: :mod:`~layerscope.lab.runs` (config, checkpoint, model of a run),
   :mod:`~layerscope.lab.probing` (:func:`probe_run`), :mod:`~layerscope.lab.compare`
-  (:func:`compare_runs`), :mod:`~layerscope.lab.projecting` (:func:`project_run`,
-  :func:`project_runs`);
+  (:func:`compare_runs`), :mod:`~layerscope.lab.similarity_epochs` (each layer against its
+  last epoch), :mod:`~layerscope.lab.projecting` (:func:`project_run`, :func:`project_runs`);
 - :mod:`~layerscope.lab.experiment`: train -> model size -> probes -> report for one run;
   :mod:`~layerscope.lab.grid`: every run of a config (:func:`run_experiment`) or the probes of
   many run folders on an executor (:mod:`~layerscope.lab.executors`, :mod:`~layerscope.lab.jobs`),
@@ -29,6 +29,7 @@ from layerscope.lab.runs import (
     run_checkpoint,
     train_split_without_augmentation,
 )
+from layerscope.lab.similarity_epochs import similarity_over_epochs_run
 from layerscope.lab.trainer import RunResult, train_run
 from layerscope.registry import DATASETS, METRICS, MODELS, OPTIMIZERS, Registry
 
@@ -57,6 +58,7 @@ __all__ = [
     "run_dir",
     "run_experiment",
     "run_one",
+    "similarity_over_epochs_run",
     "step_schedule",
     "train_run",
     "train_split_without_augmentation",

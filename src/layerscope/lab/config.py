@@ -24,12 +24,16 @@ TOML has no null: write the string ``"none"`` for an optional number or list
 (``tracker.downsample = "none"``).
 
 Run folders. Each run writes to ``<logs_dir>/<model>/<dataset>/<resolution>/<run_id>``
-(:func:`run_dir`, dissertation 6.2.4). ``run_id`` defaults to ``"{hash}"``: the first 8 hex
-digits of the SHA-256 of the resolved config without the technical keys that do not change the
-result (``logs_dir``, ``device``, ``num_workers``, ``probes``, ``probe_preset``, ``run_id``). Re-running a config
-therefore finds its folders again, also after other values were added to the grid; changing any
-experimental value (or a default, in a later version) gives a new folder. ``run_id`` may be a
-template over the config's keys, such as ``"w{width}-s{seed}"`` or ``"{optimizer.lr}-{hash}"``.
+(:func:`run_dir`, dissertation 6.2.4). A relative ``logs_dir`` in a config file (and the
+default ``"logs"``) is relative to the file's folder; in a mapping, to the working directory.
+``run_id`` defaults to ``"{hash}"``: the first 8 hex digits of the SHA-256 of the resolved
+config without the technical keys that do not change the result (``logs_dir``, ``device``,
+``num_workers``, ``probes``, ``probe_preset``, ``checkpoints``, ``on_nonfinite``, ``run_id``
+and the technical tracker options), so the same config run from another directory, or copied
+to another folder, keeps its run ids. Re-running a config therefore finds its folders again,
+also after other values were added to the grid; changing any experimental value (or a
+default, in a later version) gives a new folder. ``run_id`` may be a template over the
+config's keys, such as ``"w{width}-s{seed}"`` or ``"{optimizer.lr}-{hash}"``.
 Two runs of one grid that would share a folder are an error.
 
 Example:
@@ -61,7 +65,7 @@ from layerscope.lab.config_check import (
     expand_mapping,
     flatten_keys,
 )
-from layerscope.lab.config_files import read_config_file
+from layerscope.lab.config_files import anchor_logs_dir, read_config_file
 from layerscope.lab.config_resolve import (
     DEVICE,
     format_width,
@@ -83,6 +87,7 @@ __all__ = [
     "expand",
     "format_width",
     "load_config",
+    "read_config",
     "read_config_file",
     "resolve_device",
     "run_dir",
@@ -263,6 +268,21 @@ def _swept_keys(dicts: Sequence[Mapping]) -> list[str]:
     ]
 
 
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping (:func:`read_config_file`) with a relative ``logs_dir``, or the
+    default ``"logs"``, resolved against the file's folder (:func:`anchor_logs_dir`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.toml"
+        >>> _ = path.write_text('model = "vgg11"')
+        >>> read_config(path)["logs_dir"] == (path.parent / "logs").as_posix()
+        True
+    """
+    default = RunConfig.__dataclass_fields__["logs_dir"].default
+    return anchor_logs_dir(read_config_file(path), Path(path).parent, default)
+
+
 def load_config(
     config: str | Path | Mapping[str, Any], *, source: str | None = None
 ) -> list[RunConfig]:
@@ -270,7 +290,9 @@ def load_config(
 
     Raises :class:`~layerscope.errors.ConfigError` (or its subclasses) naming the file, the run
     of the grid and the key when anything is wrong, and when two runs would share a folder.
-    ``source`` names a mapping's origin in those messages (a path names itself).
+    ``source`` names a mapping's origin in those messages (a path names itself). A file's
+    relative ``logs_dir`` is relative to the file's folder (:func:`read_config`); a mapping's
+    to the working directory.
 
     Example:
         >>> from layerscope.registry import MODELS
@@ -286,7 +308,7 @@ def load_config(
     """
     if isinstance(config, (str, PathLike)):
         source = str(config)
-        config = read_config_file(config)
+        config = read_config(config)
     if isinstance(config, Mapping):
         config = {key: value for key, value in config.items() if key not in GRID_KEYS}
     raw_runs = expand_mapping(sequence_arguments(config), Context(RunConfig, source))

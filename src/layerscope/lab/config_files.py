@@ -6,6 +6,7 @@ Only the syntax is handled here; what the keys mean is checked in :mod:`layersco
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from layerscope.errors import ConfigError, ConfigTypeError
 
-__all__ = ["read_config_file"]
+__all__ = ["anchor_logs_dir", "read_config_file"]
 
 
 def _strip_json_comments(text: str) -> str:
@@ -106,3 +107,30 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             f"config {path}: the top level must be a table of keys, got {type(data).__name__}"
         )
     return data
+
+
+def anchor_logs_dir(
+    data: dict[str, Any], folder: str | os.PathLike, default: str
+) -> dict[str, Any]:
+    """``data`` with a relative ``logs_dir`` (its ``default`` when the key is absent) resolved
+    against ``folder``, the config file's folder: the run folders of a config file do not depend
+    on the directory the command runs in. Absolute paths stay; a list (a sweep) or
+    ``{value = ...}`` has each path resolved; other values are left for validation to reject.
+
+    Example:
+        >>> anchor_logs_dir({"model": "m"}, "exp", "logs")["logs_dir"]
+        'exp/logs'
+        >>> anchor_logs_dir({"logs_dir": ["../a", "/abs"]}, "exp", "logs")["logs_dir"]
+        ['a', '/abs']
+    """
+
+    def anchored(value):
+        if isinstance(value, str) and not os.path.isabs(value):
+            return Path(os.path.normpath(Path(folder) / value)).as_posix()
+        if isinstance(value, list):
+            return [anchored(v) for v in value]
+        if isinstance(value, dict) and set(value) == {"value"}:
+            return {"value": anchored(value["value"])}
+        return value
+
+    return {**data, "logs_dir": anchored(data.get("logs_dir", default))}

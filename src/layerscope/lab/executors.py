@@ -28,7 +28,7 @@ Example:
     >>> ExecutorConfig.create("dask", jobs=0)
     Traceback (most recent call last):
     ...
-    layerscope.errors.ConfigError: executor.jobs = 0 must be an int >= 1 (config key executor = {jobs = ...} or --jobs N)
+    layerscope.errors.ConfigError: executor.jobs = 0 must be an int >= 1; executor={'jobs': 1}
     >>> with make_executor("local") as executor:
     ...     [(index, result.status) for index, result in executor.map([])]
     []
@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import json
 import logging
 import os
 import sys
@@ -47,7 +48,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from layerscope.errors import ConfigError, ConfigKeyError, MissingDependencyError
+from layerscope.errors import ConfigError, ConfigKeyError, MissingDependencyError, fix, toml_lines
 from layerscope.lab.jobs import Job, JobResult, failed, lost_worker, run_job
 from layerscope.registry import Registry
 
@@ -133,19 +134,31 @@ class ExecutorConfig:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                where = f"config key executor = {{{key} = ...}}" + (f" or {flag}" if flag else "")
+                where = fix(python=f"executor={{'{key}': {minimum}}}", config=toml_lines(f"executor.{key}", minimum),
+                            cli=flag.replace("N", str(minimum)) if flag else None)  # fmt: skip
                 raise ConfigError(
-                    f"executor.{key} = {value!r} must be an int >= {minimum} ({where})"
+                    f"executor.{key} = {value!r} must be an int >= {minimum}; {where}"
                 )
         if self.address is not None and self.name not in ("dask", "ray"):
             raise ConfigError(
-                f"executor {self.name!r} runs on this machine and takes no address; use "
-                f"--executor dask or --executor ray with --address {self.address}"
+                f"executor {self.name!r} runs on this machine and takes no address; use dask "
+                f"or ray, "
+                + fix(
+                    python=f"executor={{'name': 'dask', 'address': {self.address!r}}}",
+                    config=toml_lines("executor.name", "dask")
+                    + "\n    address = "
+                    + json.dumps(self.address),
+                    cli=f"--executor dask --address {self.address}",
+                )
             )
         if self.name == "local" and self.jobs not in (None, 1):
             raise ConfigError(
-                f"executor 'local' runs one job at a time; for {self.jobs} at once use "
-                f"--executor processes --jobs {self.jobs}"
+                f"executor 'local' runs one job at a time; for {self.jobs} at once use processes, "
+                + fix(
+                    python=f"executor={{'name': 'processes', 'jobs': {self.jobs}}}",
+                    config=toml_lines("executor.name", "processes") + f"\n    jobs = {self.jobs}",
+                    cli=f"--executor processes --jobs {self.jobs}",
+                )
             )
 
 

@@ -23,7 +23,7 @@ from layerscope.architecture.advice import advise
 from layerscope.architecture.complexity import count_flops, count_parameters
 from layerscope.architecture.fields import receptive_field
 from layerscope.datasets import load_dataset
-from layerscope.errors import LayerscopeError, OptionError
+from layerscope.errors import LayerscopeError, OptionError, fix, user_context
 from layerscope.lab.config import RunConfig, run_dir
 from layerscope.lab.console import say
 from layerscope.lab.probing import probe_run
@@ -43,6 +43,7 @@ __all__ = ["extend_run", "record_architecture", "record_model_size", "resume_run
 RUN_PHASE = "run"
 
 
+@user_context("config")  # messages give their fixes as config lines
 def run_one(
     cfg: RunConfig,
     *,
@@ -193,8 +194,9 @@ def extend_run(folder: str | os.PathLike, epochs: int) -> RunConfig:
     cfg = read_run_config(folder)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < cfg.epochs:
         raise OptionError(
-            f"--epochs {epochs} cannot shorten the run in {folder}: it is configured for "
-            f"{cfg.epochs} epochs; give --epochs N with N >= {cfg.epochs}"
+            f"{fix(python=f'epochs={epochs!r}', cli=f'--epochs {epochs}')} cannot shorten the "
+            f"run in {folder}: it is configured for {cfg.epochs} epochs; give "
+            f"{fix(python=f'epochs={cfg.epochs + 1}', cli=f'--epochs {cfg.epochs + 1}')} or more"
         )
     cfg = dataclasses.replace(cfg, epochs=epochs)
     atomic_write_json(folder / CONFIG_FILE, cfg.to_dict())

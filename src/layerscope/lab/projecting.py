@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from layerscope.errors import OptionError
+from layerscope.errors import OptionError, fix
 from layerscope.lab.config import resolve_device
 from layerscope.lab.runs import (
     load_run_model,
@@ -78,7 +78,10 @@ def project_run(
     model, data, _ = load_run_model(run_dir, device=device, checkpoint=checkpoint)
     size = batch_size or cfg.batch_size
     if not isinstance(size, int) or size < 1:
-        raise OptionError(f"--batch-size must be an int >= 1, got {batch_size!r}")
+        raise OptionError(
+            f"{fix(python='batch_size', cli='--batch-size')} must be an int >= 1, got "
+            f"{batch_size!r}"
+        )
     fit = DataLoader(train_split_without_augmentation(data), batch_size=size,
                      num_workers=cfg.num_workers)  # fmt: skip
     test = DataLoader(data.test, batch_size=size, num_workers=cfg.num_workers)
@@ -141,7 +144,7 @@ def project_runs(
     if not run_dirs:
         raise OptionError("give at least one run folder")
     if not 0.0 < alpha < 1.0:
-        raise OptionError(f"--alpha must be in (0, 1), got {alpha!r}")
+        raise OptionError(f"{fix(python='alpha', cli='--alpha')} must be in (0, 1), got {alpha!r}")
     tables = {str(folder): project_run(folder, **options) for folder in run_dirs}
     if len(tables) < 2 or "pca" not in options.get("baselines", ("pca",)):
         return tables, None

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from layerscope.datasets import load_dataset
-from layerscope.errors import ConfigError, OptionError
+from layerscope.errors import ConfigError, OptionError, user_context
 from layerscope.lab.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -230,6 +230,7 @@ def _stored_metrics(folder: Path, run: str, epoch: int) -> dict[str, float]:
     return dict(zip(rows.statistic, rows.value, strict=True))
 
 
+@user_context("config")  # messages give their fixes as config lines
 def train_run(
     cfg: RunConfig,
     *,

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from layerscope.errors import OptionError, RunFolderError
+from layerscope.errors import OptionError, RunFolderError, fix, toml_lines
 from layerscope.lab.checkpoint import all_checkpoints, load_checkpoint
 from layerscope.lab.config import resolve_device
 from layerscope.lab.runs import load_run_model, read_run_config
@@ -84,7 +84,8 @@ def _choose_epochs(run_dir: Path, epochs: Sequence[int] | None) -> list[tuple[in
     if not found:
         raise RunFolderError(
             f"{run_dir} has no epoch checkpoints in checkpoints/; train it first (`layerscope "
-            f'run CONFIG`), with checkpoints.keep = "all" to analyse every epoch'
+            f"run CONFIG`), keeping every epoch to analyse weights over training, "
+            f"{toml_lines('checkpoints.keep', 'all')}"
         )
     if epochs is None:
         return found
@@ -92,9 +93,9 @@ def _choose_epochs(run_dir: Path, epochs: Sequence[int] | None) -> list[tuple[in
     missing = [e for e in epochs if e not in available]
     if missing:
         raise OptionError(
-            f"--epochs {' '.join(map(str, missing))}: {run_dir} has checkpoints of epochs "
-            f'{sorted(available)} only (0-based); train with checkpoints.keep = "all" to keep '
-            f"every epoch"
+            f"{fix(python=f'epochs={missing}', cli='--epochs ' + ' '.join(map(str, missing)))}"
+            f": {run_dir} has checkpoints of epochs {sorted(available)} only (0-based); train "
+            f"again keeping every epoch, {toml_lines('checkpoints.keep', 'all')}"
         )
     return [(e, available[e]) for e in sorted(set(epochs))]
 

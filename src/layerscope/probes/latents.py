@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from layerscope.errors import LatentsError
+from layerscope.errors import LatentsError, fix, toml_lines
 from layerscope.probes.manifest import (
     LatentFile,
     LatentLayer,
@@ -119,8 +119,14 @@ def _check_disk(folder: Path, needed: int) -> None:
     if needed > 0.95 * free:
         raise LatentsError(
             f"the extraction needs {needed / 2**30:.2f} GiB in {folder} but only "
-            f"{free / 2**30:.2f} GiB are free. Use a coarser reduction (avg4, gap), fewer layers "
-            f"(layers=[...] / --layers), or another folder (latents_dir / --latents)"
+            f"{free / 2**30:.2f} GiB are free. Use a coarser reduction, fewer layers or another "
+            f"folder: "
+            + fix(
+                python="reductions=['gap'], layers=[...], latents_dir=...",
+                config="probe after training with layerscope probe RUN_DIR --reduction gap "
+                "--layers PATTERN --latents DIR",
+                cli="--reduction gap, --layers PATTERN, --latents DIR",
+            )
         )
 
 
@@ -218,8 +224,12 @@ class _Extraction:
             if batch["calls"][name] > 1:
                 raise LatentsError(
                     f"layer {name!r} ran {batch['calls'][name]} times in one forward pass (a "
-                    f"shared module); its output is not one vector per sample. Exclude it "
-                    f"(exclude=[{name!r}] / tracker.exclude in the config)"
+                    f"shared module); its output is not one vector per sample. Exclude it, "
+                    + fix(
+                        python=f"exclude=[{name!r}]",
+                        config=toml_lines("tracker.exclude", [name]),
+                        cli="probe the other layers only: --layers PATTERN ...",
+                    )
                 )
             if name not in self.shapes:
                 self.order.append(name)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from layerscope.errors import LatentsError
+from layerscope.errors import LatentsError, fix
 
 __all__ = [
     "LATENTS_FORMAT",
@@ -150,7 +150,7 @@ class LatentManifest:
                 found = "missing" if size is None else f"{size} bytes, not {entry.bytes}"
                 raise LatentsError(
                     f"{path} is {found}: the extraction is damaged. Extract again "
-                    f"(force=True, or `layerscope probe --force`)"
+                    + fix(python="(force=True)", cli="(layerscope probe RUN_DIR --force)")
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,7 +246,8 @@ def match_layers(names: Sequence[str], patterns: Iterable[str]) -> list[str]:
         shown = list(names)[:20]
         more = " ..." if len(names) > len(shown) else ""
         raise LatentsError(
-            f"layers={patterns!r} matches none of the layers {shown}{more}; give names or "
-            f"fnmatch patterns such as 'features.*'"
+            f"{fix(python=f'layers={patterns!r}', cli='--layers ' + ' '.join(patterns))} "
+            f"matches none of the layers {shown}{more}; give names or fnmatch patterns such as "
+            + fix(python="layers=['features.*']", cli="--layers 'features.*'")
         )
     return found

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from layerscope.errors import ProbeSettingsError
+from layerscope.errors import ProbeSettingsError, fix, toml_lines
 from layerscope.probes.estimator import LogisticProbe
 from layerscope.probes.reduction import DEFAULT_REDUCTION, Reduction
 from layerscope.probes.solvers import DEFAULT_SOLVER, PROBE_SOLVERS
@@ -76,9 +76,14 @@ class ProbeSettings:
         if name not in PROBE_PRESETS:
             close = difflib.get_close_matches(str(name), list(PROBE_PRESETS), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
+            good = close[0] if close else "standardized"
             raise ProbeSettingsError(
                 f"unknown probe preset {name!r}; choose one of {sorted(PROBE_PRESETS)}.{hint} "
-                f"(config key probe_preset, CLI flag --preset)"
+                + fix(
+                    python=f"(ProbeSettings.preset({good!r}))",
+                    config=toml_lines("probe_preset", good),
+                    cli=f"(--preset {good})",
+                )
             )
         return replace(PROBE_PRESETS[name], **changes)
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from layerscope.errors import LatentsError, ProbeSettingsError
+from layerscope.errors import LatentsError, ProbeSettingsError, fix
 from layerscope.probes.manifest import LatentManifest
 from layerscope.probes.results import ProbeResult, ProbeResults, ProbeSettings
 from layerscope.store.atomic import atomic_write_text
@@ -296,6 +296,14 @@ def train_probes(
         )
         for task, o in zip(tasks, outcomes, strict=True)
     )
+    _warn_unconverged(results, settings.solver)
+    accuracy = {split: manifest.model_accuracy(split) for split in ("train", "test")}
+    return ProbeResults(manifest.run, manifest.reduction, settings, results, accuracy)
+
+
+def _warn_unconverged(results, solver: str) -> None:
+    """One warning naming the layers whose solver stopped early, grouped by why, with the fix
+    in the syntax of where the user is."""
     unconverged: dict[str, list[str]] = {}
     for r in results:
         if not r.converged and r.position is None:
@@ -306,14 +314,18 @@ def train_probes(
             for reason, names in unconverged.items()
         )
         warnings.warn(
-            f"the {settings.solver} solver stopped before converging for some layers ({stops}); "
-            f"their accuracies may still move (raise max_iter; after 'line search', use "
-            f"dtype='float64' or a smaller C)",
+            f"the {solver} solver stopped before converging for some layers ({stops}); "
+            f"their accuracies may still move ("
+            + fix(
+                python="raise max_iter; after 'line search', use dtype='float64' or a smaller C",
+                config="probe again with more iterations: layerscope probe RUN_DIR --max-iter "
+                "1000; after 'line search', add -C 0.1",
+                cli="raise --max-iter; after 'line search', use a smaller -C, e.g. -C 0.1",
+            )
+            + ")",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    accuracy = {split: manifest.model_accuracy(split) for split in ("train", "test")}
-    return ProbeResults(manifest.run, manifest.reduction, settings, results, accuracy)
 
 
 def forget_cached(cache: str | os.PathLike, manifest: LatentManifest, layers, settings) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from layerscope.errors import OptionError
+from layerscope.errors import OptionError, fix
 from layerscope.projection.layers import check_delta
 
 __all__ = ["GRIDS", "resolve_deltas"]
@@ -47,8 +47,11 @@ def resolve_deltas(deltas: str | float | Iterable[float]) -> tuple[float, ...]:
     if isinstance(deltas, str):
         if deltas not in GRIDS:
             raise OptionError(
-                f"unknown delta grid {deltas!r}; choose one of {', '.join(GRIDS)} (--grid) or "
-                f"give the values (--deltas 0.9 0.99)"
+                f"unknown delta grid {deltas!r}; choose one of {', '.join(GRIDS)} "
+                + fix(
+                    python="(deltas='7.3') or give the values (deltas=[0.9, 0.99])",
+                    cli="(--grid 7.3) or give the values (--deltas 0.9 0.99)",
+                )
             )
         return GRIDS[deltas]
     values = [deltas] if isinstance(deltas, (int, float)) else list(deltas)

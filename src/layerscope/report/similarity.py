@@ -9,16 +9,30 @@ temporary file in the target folder, then ``os.replace``, so a reader never sees
 
 from __future__ import annotations
 
+import html
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from layerscope.report.figures import save_figure
+from layerscope.report.sections import REPORT_SECTIONS, ReportSection, Section
 from layerscope.similarity.layers import SimilarityMatrix, SimilarityOverEpochs
 from layerscope.similarity.measures import MEASURES
 
-__all__ = ["plot_similarity_matrix", "plot_similarity_over_epochs"]
+__all__ = [
+    "OVER_EPOCHS_FILE",
+    "plot_similarity_matrix",
+    "plot_similarity_over_epochs",
+    "read_over_epochs",
+]
+
+#: What ``layerscope similarity RUN_DIR --over-epochs`` writes into the run folder.
+OVER_EPOCHS_FILE = "similarity_over_epochs.json"
+#: A layer "settles" at the first epoch from which on its similarity to the last stays above.
+SETTLED = 0.9
 
 
 def _label(measure: str) -> str:
@@ -137,3 +151,76 @@ def plot_similarity_over_epochs(
     if path is not None:
         save_figure(figure, path)
     return figure
+
+
+# --------------------------------------------------------------------------- the report section
+def read_over_epochs(run_dir: str | os.PathLike) -> dict[str, SimilarityOverEpochs]:
+    """The results in a run folder's ``similarity_over_epochs.json`` by measure ({} without it).
+
+    Example:
+        >>> import tempfile
+        >>> read_over_epochs(tempfile.mkdtemp())
+        {}
+    """
+    path = Path(run_dir) / OVER_EPOCHS_FILE
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        measure: SimilarityOverEpochs(
+            np.array(entry["values"], dtype=np.float64), tuple(stored["epochs"]),
+            tuple(stored["layers"]), measure, entry["num_samples"], entry["spatial"],
+            stored["reference_epoch"],
+        )
+        for measure, entry in stored["measures"].items()
+    }  # fmt: skip
+
+
+def _settles(values: np.ndarray, epochs) -> str:
+    """The first epoch from which on ``values`` stay at or above :data:`SETTLED`."""
+    above = np.nan_to_num(values, nan=-1.0) >= SETTLED
+    for i in range(len(values)):
+        if above[i:].all():
+            return str(epochs[i])
+    return "-"
+
+
+def _table(results: dict[str, SimilarityOverEpochs]) -> str:
+    first = next(iter(results.values()))
+    head = "".join(f"<th>{html.escape(_label(m))} at epoch {first.epochs[0]}</th>"
+                   f"<th>{html.escape(_label(m))} &ge; {SETTLED} from epoch</th>"
+                   for m in results)  # fmt: skip
+    rows = []
+    for j, layer in enumerate(first.layers):
+        cells = ""
+        for result in results.values():
+            value = result.values[0, j]
+            shown = "n/a" if not np.isfinite(value) else f"{value:.3f}"
+            cells += f"<td>{shown}</td><td>{_settles(result.values[:, j], result.epochs)}</td>"
+        rows.append(f"<tr><td>{html.escape(layer)}</td>{cells}</tr>")
+    return (f"<table><thead><tr><th>layer</th>{head}</tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table>")  # fmt: skip
+
+
+def _section(run_dir, df) -> Section | None:
+    results = read_over_epochs(run_dir)
+    if not results:
+        return None
+    first = next(iter(results.values()))
+    figures = [(f"similarity_over_epochs_{m}", plot_similarity_over_epochs(r))
+               for m, r in results.items()]  # fmt: skip
+    epochs = ", ".join(map(str, first.epochs))
+    return Section(
+        "Similarity over epochs",
+        figures,
+        note=f"Each recorded layer at the kept epochs ({epochs}) against the same layer at epoch "
+        f"{first.reference_epoch}, on {first.num_samples} samples of the run's data "
+        f"(layerscope similarity RUN_DIR --over-epochs). Layers that settle early learn first: "
+        f"Raghu et al. (2017) found networks converge bottom up.",
+        html=_table(results),
+    )
+
+
+REPORT_SECTIONS.add("similarity-over-epochs", ReportSection(
+    _section, order=45, description="each layer's similarity to its final state over training",
+))  # fmt: skip

@@ -174,7 +174,11 @@ class _Recorder:
             if maps is not None:
                 # Batch first in every mode: with positions as samples, both models list the
                 # rows of a batch in the same order (input-major), whatever their layouts.
-                self.outputs[name] = feature_map_matrix(maps.detach(), self.spatial)
+                matrix = feature_map_matrix(maps.detach(), self.spatial)
+                if matrix.untyped_storage().data_ptr() == maps.untyped_storage().data_ptr():
+                    matrix = matrix.clone()  # a view: an in-place ReLU after the layer would
+                    # change it before the measure reads it
+                self.outputs[name] = matrix
 
         return hook
 

@@ -31,6 +31,8 @@ from layerscope.errors import (
     NonFiniteBatchWarning,
     OptionError,
     OptionTypeError,
+    fix,
+    toml_lines,
 )
 from layerscope.stats.base import StreamingStatistic
 from layerscope.stats.moments import chan_merge
@@ -94,6 +96,24 @@ _WORKSPACE = _Workspace()
 def release_workspaces() -> None:
     """Free the scratch buffers that covariance updates reuse in this thread."""
     _WORKSPACE.buffers.clear()
+
+
+def too_wide_fix(name: str | None, width: int) -> str:
+    """How to get past the width limit for layer ``name`` of ``width`` output features, in the
+    syntax of where the user is (:mod:`layerscope.fixes`): leave it out or raise the limit.
+
+    Example:
+        >>> too_wide_fix("fc", 10)
+        "exclude it (Tracker(..., exclude=['fc'])) or raise the limit (Tracker(..., max_features=10))."
+    """
+    if name is None:  # a StreamingCovariance of the user's own
+        return f"raise the limit if the memory is there (max_features={width})."
+    return fix(
+        python=f"exclude it (Tracker(..., exclude=[{name!r}])) or raise the limit "
+        f"(Tracker(..., max_features={width})).",
+        config=f"exclude it, {toml_lines('tracker.exclude', [name])}\nor raise the limit, "
+        f"{toml_lines('tracker.max_features', width)}",
+    )
 
 
 def format_bytes(num_bytes: float) -> str:
@@ -209,9 +229,8 @@ class StreamingCovariance(StreamingStatistic):
             raise LayerTooWideError(
                 f"{label} has {num_features} output features; its {num_features} x "
                 f"{num_features} float64 covariance needs {format_bytes(matrix)} (and as much "
-                f"again while updating), above the limit max_features={max_features}. Exclude "
-                f"the layer, downsample or pool its output, or raise max_features to "
-                f"{num_features} if the memory is there."
+                f"again while updating), above the limit max_features={max_features}. Downsample "
+                f"or pool its output, or {too_wide_fix(name, num_features)}"
             )
         self.num_features = num_features
         self.precision: Precision = precision

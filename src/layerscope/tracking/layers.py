@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from layerscope.errors import LayerSelectionError, LayerTooWideError
-from layerscope.stats.covariance import format_bytes
+from layerscope.stats.covariance import format_bytes, too_wide_fix
 
 __all__ = [
     "CHANNELS_FIRST_TYPES",
@@ -141,17 +141,15 @@ def check_widths(selected: Sequence[tuple[str, nn.Module]], max_features: int) -
         >>> check_widths([("fc", nn.Linear(2, 10))], max_features=8)
         Traceback (most recent call last):
         ...
-        layerscope.errors.LayerTooWideError: layer 'fc' (Linear) has 10 output features; its covariance needs 800 B per phase. Exclude it (Tracker(..., exclude=['fc']); in a config: tracker.exclude = ["fc"]) or raise the limit (Tracker(..., max_features=10); in a config: tracker.max_features = 10).
+        layerscope.errors.LayerTooWideError: layer 'fc' (Linear) has 10 output features; its covariance needs 800 B per phase; exclude it (Tracker(..., exclude=['fc'])) or raise the limit (Tracker(..., max_features=10)).
     """
     for name, module in selected:
         width = output_features(module)
         if width is not None and width > max_features:
             raise LayerTooWideError(
                 f"layer {name!r} ({type(module).__name__}) has {width} output features; its "
-                f"covariance needs {format_bytes(width * width * 8)} per phase. Exclude it "
-                f"(Tracker(..., exclude=[{name!r}]); in a config: tracker.exclude = "
-                f'["{name}"]) or raise the limit (Tracker(..., max_features={width}); in a '
-                f"config: tracker.max_features = {width})."
+                f"covariance needs {format_bytes(width * width * 8)} per phase; "
+                f"{too_wide_fix(name, width)}"
             )
 
 

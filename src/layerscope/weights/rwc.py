@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from layerscope.errors import OptionError
+from layerscope.errors import OptionError, toml_lines
 
 __all__ = ["FORMULAS", "clip_outliers", "relative_weight_change", "rwc_matrix"]
 
@@ -87,7 +87,8 @@ def rwc_matrix(
         if formula != "l1":
             raise OptionError(
                 f"formula={formula!r} needs the weights of every epoch: pass snapshots from "
-                f'checkpoints (checkpoints.keep = "all") instead of records, which hold eq. 1'
+                f"checkpoints instead of records, which hold eq. 1. A configured run keeps "
+                f"every epoch's checkpoint with {toml_lines('checkpoints.keep', 'all')}"
             )
         return _from_records(source, run)
     epochs = sorted(source)
