@@ -279,21 +279,27 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def toml_lines(key: str, value: Any) -> str:
-    """The config lines that set dotted ``key`` to ``value``, in its table, indented as a block
-    (TOML ignores the indentation, so the block pastes as it is).
+def toml_lines(key: str, value: Any, **same_table: Any) -> str:
+    """The config lines that set dotted ``key`` to ``value`` (and each of ``same_table``'s keys of
+    the same table to its value), in its table, indented as a block (TOML ignores the
+    indentation, so the block pastes as it is).
 
     Example:
         >>> print(toml_lines("checkpoints.keep", "all"))
         in the config (its [checkpoints] table, or a new one at the end):
             [checkpoints]
             keep = "all"
+        >>> print(toml_lines("executor.name", "processes", jobs=2))
+        in the config (its [executor] table, or a new one at the end):
+            [executor]
+            name = "processes"
+            jobs = 2
         >>> print(toml_lines("epochs", 3))
         at the top of the config (before any [table]):
             epochs = 3
     """
     *tables, name = key.split(".")
-    line = f"    {name} = {toml_value(value)}"
+    line = "\n".join(f"    {k} = {toml_value(v)}" for k, v in {name: value, **same_table}.items())
     if not tables:
         return f"at the top of the config (before any [table]):\n{line}"
     table = ".".join(tables)

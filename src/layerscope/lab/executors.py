@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import json
 import logging
 import os
 import sys
@@ -145,9 +144,7 @@ class ExecutorConfig:
                 f"or ray, "
                 + fix(
                     python=f"executor={{'name': 'dask', 'address': {self.address!r}}}",
-                    config=toml_lines("executor.name", "dask")
-                    + "\n    address = "
-                    + json.dumps(self.address),
+                    config=toml_lines("executor.name", "dask", address=self.address),
                     cli=f"--executor dask --address {self.address}",
                 )
             )
@@ -156,7 +153,7 @@ class ExecutorConfig:
                 f"executor 'local' runs one job at a time; for {self.jobs} at once use processes, "
                 + fix(
                     python=f"executor={{'name': 'processes', 'jobs': {self.jobs}}}",
-                    config=toml_lines("executor.name", "processes") + f"\n    jobs = {self.jobs}",
+                    config=toml_lines("executor.name", "processes", jobs=self.jobs),
                     cli=f"--executor processes --jobs {self.jobs}",
                 )
             )

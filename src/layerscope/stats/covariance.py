@@ -100,7 +100,7 @@ def release_workspaces() -> None:
 
 def too_wide_fix(name: str | None, width: int) -> str:
     """How to get past the width limit for layer ``name`` of ``width`` output features, in the
-    syntax of where the user is (:mod:`layerscope.fixes`): leave it out or raise the limit.
+    syntax of where the user is (:func:`layerscope.errors.fix`): leave it out or raise the limit.
 
     Example:
         >>> too_wide_fix("fc", 10)
