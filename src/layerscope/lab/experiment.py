@@ -196,7 +196,9 @@ def extend_run(folder: str | os.PathLike, epochs: int) -> RunConfig:
         raise OptionError(
             f"{fix(python=f'epochs={epochs!r}', cli=f'--epochs {epochs}')} cannot shorten the "
             f"run in {folder}: it is configured for {cfg.epochs} epochs; give "
-            f"{fix(python=f'epochs={cfg.epochs + 1}', cli=f'--epochs {cfg.epochs + 1}')} or more"
+            f"{fix(python=f'epochs={cfg.epochs + 1}', cli=f'--epochs {cfg.epochs + 1}')} or more to "
+            f"extend it ({fix(python='epochs=N', cli='--epochs N')} with N >= {cfg.epochs} is "
+            f"accepted; N = {cfg.epochs} trains nothing)"
         )
     cfg = dataclasses.replace(cfg, epochs=epochs)
     atomic_write_json(folder / CONFIG_FILE, cfg.to_dict())
