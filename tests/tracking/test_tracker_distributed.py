@@ -134,6 +134,10 @@ def _worker(rank: int, folder: str) -> None:
         tracker = ls.Tracker(model, run_dir=f"{folder}/uneven-{rank}", precision=EXACT)
         _run_uneven(tracker, model, _uneven_batches(rank))
     finally:
+        # Both ranks tear gloo down together: a rank that destroys its group while the other
+        # still writes its store aborted at exit ("terminate called without an active
+        # exception", SIGABRT) now and then on a loaded machine.
+        dist.barrier()
         dist.destroy_process_group()
 
 
