@@ -328,3 +328,49 @@ def test_compute_does_not_warn_without_rejections():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cov.compute()
+
+
+@pytest.mark.parametrize("precision", ["float64", "mixed"])
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place fold", "device-side select"])
+def test_both_fold_paths_match_two_pass_and_drop_bad_batches(precision, in_place, monkeypatch):
+    # On CPU the fold is in place; on other devices the merged state is chosen by torch.where
+    # so that nothing waits for the device. Both run here, on the same batches.
+    from layerscope.stats import covariance
+
+    if not in_place:
+        monkeypatch.setattr(covariance, "_IN_PLACE_DEVICE_TYPES", frozenset())
+    rng = np.random.default_rng(11)
+    parts = [rng.normal(size=(300, 6)) * 2 + offset for offset in (0.0, 50.0, -20.0)]
+    cov = StreamingCovariance(6, precision=precision)
+    for i, part in enumerate(parts):
+        cov.update(torch.from_numpy(part))
+        bad = torch.randn(20, 6, dtype=torch.float64)
+        bad[i, i] = (float("nan"), float("inf"), -float("inf"))[i]
+        cov.update(bad)
+    with pytest.warns(NonFiniteBatchWarning, match="3 batch"):
+        result = cov.compute()
+    x = np.concatenate(parts)
+    assert result.count == 900 and result.rejected_batches == 3
+    np.testing.assert_allclose(result.mean.numpy(), x.mean(axis=0), rtol=1e-7, atol=1e-9)
+    tolerance = 1e-12 if precision == "float64" else 1e-6
+    assert relative_error(result.covariance.numpy(), two_pass_covariance(x)) < tolerance
+
+
+@pytest.mark.parametrize("d", [32, 70, 257])
+@pytest.mark.parametrize("n", [150, 3000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features_first", [False, True])
+def test_gram_from_the_lower_block_triangle_matches_numpy(d, n, dtype, features_first):
+    # On CPU the Gram matrix is multiplied in block rows of its lower triangle and mirrored;
+    # widths that do not divide d, sample blocks with a tail, and both layouts.
+    from layerscope.stats.covariance import _gram
+
+    rng = np.random.default_rng(d + n)
+    values = rng.normal(size=(n, d)) + rng.normal(size=d)
+    stored = torch.tensor(values.T.copy() if features_first else values, dtype=dtype)
+    samples = stored.T if features_first else stored
+    gram = _gram(samples)
+    exact = values.astype(np.float32 if dtype == torch.float32 else np.float64).astype(np.float64)
+    reference = exact.T @ exact
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-13
+    assert relative_error(gram.double().numpy(), reference) < tolerance
