@@ -19,8 +19,9 @@ configuration is the median over steps of ``time(step i) / time(untracked step i
 interquartile range of those per-step ratios; milliseconds are printed only for scale. The end of
 an epoch (eigendecompositions, records) happens once per epoch and is timed separately.
 
-The "Gram floor" line times what no tracker of full covariances can avoid: the Gram products of
-all recorded layers' outputs alone (float32 and float64), interleaved with untracked steps too.
+The "Gram floor" lines time what no tracker of full covariances can avoid: the Gram products of
+all recorded layers' outputs alone (float32 and float64 full products, and the float32 lower
+block triangle that layerscope forms on CPU), interleaved with untracked steps too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _vgg import MODELS, make_step
 
 from layerscope import Tracker
+from layerscope.stats.covariance import _gram
 
 
 def _synchronise(device: torch.device) -> None:
@@ -77,9 +79,12 @@ def _delve_step(model: torch.nn.Module, folder: str, device: torch.device):
     return make_step(model, device=device)
 
 
-def _gram_floor_step(model: torch.nn.Module, device: torch.device, dtype: torch.dtype):
+def _gram_floor_step(
+    model: torch.nn.Module, device: torch.device, dtype: torch.dtype, half: bool = False
+):
     """A step that does the untracked step, then the Gram products of every recorded layer's
-    output in ``dtype`` (outputs captured by hooks, multiplied after the step)."""
+    output in ``dtype`` (outputs captured by hooks, multiplied after the step): one full
+    product each, or with ``half`` the lower block triangle that layerscope forms on CPU."""
     captured: list[tuple[torch.Tensor, int]] = []
 
     def hook(module, args, output):
@@ -102,7 +107,7 @@ def _gram_floor_step(model: torch.nn.Module, device: torch.device, dtype: torch.
                 buffer = buffers[index] = torch.empty(rows.shape, dtype=dtype, device=device)
             buffer.copy_(rows)
             flat = buffer.view(d, -1)
-            flat @ flat.T
+            _gram(flat.T) if half else flat @ flat.T
         captured.clear()
 
     return step
@@ -127,6 +132,9 @@ def measure(model_name: str, steps: int, device: torch.device, floor: bool) -> N
             for dtype in (torch.float32, torch.float64):
                 name = f"Gram floor {str(dtype)[6:]}"
                 configurations[name] = _gram_floor_step(copy.deepcopy(base), device, dtype)
+            configurations["Gram floor f32 half"] = _gram_floor_step(
+                copy.deepcopy(base), device, torch.float32, half=True
+            )
         names = list(configurations)
         for name in names:  # warm-up: allocator, first touch of buffers, Delve's setup
             configurations[name]()
