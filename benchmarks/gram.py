@@ -1,6 +1,6 @@
 """The Gram product of a covariance update: one full product against the lower block triangle.
 
-    python benchmarks/gram.py [--repeats 200] [--threads N]
+    python benchmarks/gram.py [--repeats 200] [--threads N] [--dtype float32|float64]
 
 For each (d features, n samples) shape of the VGG-style and small networks' layer outputs (and
 a few outside the rule's range), times ``samples.T @ samples`` formed as one full product (the
@@ -19,19 +19,12 @@ import time
 
 import torch
 
-from layerscope.stats.covariance import _BLOCK_ROWS, _block_gram, _gram
+from layerscope.stats.covariance import _full_gram, _gram
 
 SHAPES = [  # (d, n): conv outputs of batch 64 (n = 64 * H * W) and linear layers (n = 64)
     (512, 256), (512, 1024), (256, 4096), (128, 16384), (64, 65536), (32, 65536),
     (64, 16384), (512, 4096), (512, 64), (10, 64), (16, 65536),
 ]  # fmt: skip
-
-
-def full(samples: torch.Tensor) -> torch.Tensor:
-    """The one full product the update formed before (blocked over rows in float32)."""
-    if samples.dtype == torch.float64 or samples.shape[0] <= _BLOCK_ROWS * 2:
-        return samples.T @ samples
-    return _block_gram(samples, samples)
 
 
 def main() -> None:
@@ -50,13 +43,13 @@ def main() -> None:
     for d, n in SHAPES:
         rows = torch.randn(d, n, generator=g, dtype=dtype)  # (d, n): a feature map's layout
         samples = rows.T
-        torch.testing.assert_close(_gram(samples), full(samples), rtol=1e-4, atol=1e-2)
+        torch.testing.assert_close(_gram(samples), _full_gram(samples), rtol=1e-4, atol=1e-2)
         times = {"full": [], "half": []}
         for i in range(args.repeats):
             order = ("full", "half") if i % 2 == 0 else ("half", "full")
             for name in order:
                 start = time.perf_counter()
-                (full if name == "full" else _gram)(samples)
+                (_full_gram if name == "full" else _gram)(samples)
                 times[name].append(time.perf_counter() - start)
         ratios = [h / f for h, f in zip(times["half"], times["full"], strict=True)]
         q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")

@@ -157,9 +157,9 @@ def _gram(samples: torch.Tensor) -> torch.Tensor:
     products in torch's own pool.
     """
     n, d = samples.shape
-    blocked = samples.dtype != torch.float64 and n > _BLOCK_ROWS * 2
     if samples.device.type != "cpu" or d < _HALF_MIN_FEATURES or 2 * n < d:
-        return _block_gram(samples, samples) if blocked else samples.T @ samples
+        return _full_gram(samples)
+    blocked = _in_sample_blocks(samples)
     gram = torch.empty(d, d, dtype=samples.dtype, device=samples.device)
     width = max(_HALF_MIN_WIDTH, -(-d // _HALF_BLOCKS))
     for start in range(0, d, width):
@@ -173,6 +173,16 @@ def _gram(samples: torch.Tensor) -> torch.Tensor:
         stop = min(start + width, d)
         gram[:start, start:stop] = gram[start:stop, :start].T
     return gram
+
+
+def _in_sample_blocks(samples: torch.Tensor) -> bool:
+    """Whether the product over these (n, d) samples is summed over blocks of sample rows."""
+    return samples.dtype != torch.float64 and samples.shape[0] > _BLOCK_ROWS * 2
+
+
+def _full_gram(samples: torch.Tensor) -> torch.Tensor:
+    """``samples.T @ samples`` as one full product (blocked over sample rows in float32)."""
+    return _block_gram(samples, samples) if _in_sample_blocks(samples) else samples.T @ samples
 
 
 def _block_gram(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
