@@ -234,3 +234,40 @@ def test_tol_is_honoured_relative_to_the_objective():
     # the same problem scaled by 1000 stops after the same iterations (standardised inside)
     scaled = LogisticProbe(tol=1e-3, dtype="float64").fit(X * 1000.0, y)
     assert scaled.n_iter_ == iterations[1]
+
+
+def numpy_gradient(coef, intercept, X, codes, C) -> np.ndarray:
+    """The gradient of :func:`numpy_objective` in closed form: residuals softmax - one-hot."""
+    X = np.asarray(X, dtype=np.float64)
+    coef = np.asarray(coef, np.float64)
+    n = len(X)
+    logits = X @ coef.T + np.asarray(intercept, np.float64)
+    binary = logits.shape[1] == 1
+    if binary:
+        logits = np.hstack([np.zeros((n, 1)), logits])
+    probs = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    residual = probs - np.eye(logits.shape[1])[codes]
+    if binary:
+        residual = residual[:, 1:]
+    grad_coef = residual.T @ X / n + coef / (C * n)
+    return np.concatenate([grad_coef.ravel(), residual.mean(0)])
+
+
+@pytest.mark.parametrize("classes", [2, 5])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_objective_and_gradient_match_numpy(classes, dtype):
+    from layerscope.probes.lbfgs import Objective
+
+    X, y = problem(n=300, d=7, classes=classes, seed=3, offset=0.0)
+    X = (X - X.mean(0)) / X.std(0)
+    rng = np.random.default_rng(4)
+    m = 1 if classes == 2 else classes
+    coef, intercept = rng.standard_normal((m, 7)), rng.standard_normal(m)
+    objective = Objective(torch.as_tensor(X, dtype=dtype), torch.as_tensor(y), classes, 0.7)
+    theta = torch.as_tensor(np.concatenate([coef.ravel(), intercept]), dtype=dtype)
+    f, grad = objective(theta)
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert f == pytest.approx(numpy_objective(coef, intercept, X, y, 0.7), rel=rtol)
+    expected = numpy_gradient(coef, intercept, X, y, 0.7)
+    np.testing.assert_allclose(grad.double().numpy(), expected, rtol=rtol, atol=rtol * 1e-1)
+    assert theta.numpy() == pytest.approx(np.concatenate([coef.ravel(), intercept]), rel=1e-6)
