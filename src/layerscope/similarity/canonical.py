@@ -131,11 +131,13 @@ def _products(x, y, eps_x, eps_y, rtol, dtype) -> _Products:
     tolerance_y = ((eps_y if rtol is None else rtol) * float(torch.linalg.vector_norm(y))) ** 2
     xc, rx = centred(x, dtype, "x")
     yc, ry = centred(y, dtype, "y")
-    # The d x d work after the products is done in float64 whatever the compute dtype (it costs
-    # little beside the products); its thresholds use the products' own epsilon.
-    xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n).double()
-    yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n).double()
-    xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n).double()
+    # The d x d work after the products runs in the products' dtype, its thresholds at their
+    # epsilon: forming S = Xc^T Xc in float32 already perturbs S by about eps_32 ||S||, the
+    # rounding of a float32 eigh or Cholesky of S, so float64 there bought no accuracy and took
+    # half the time of a float32 SVCCA (docs/performance.md, "Similarity").
+    xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n)
+    yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n)
+    xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n)
     return _Products(xx, yy, xy, n, tolerance_x, tolerance_y, torch.finfo(dtype).eps)
 
 
