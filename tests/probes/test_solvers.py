@@ -271,3 +271,64 @@ def test_objective_and_gradient_match_numpy(classes, dtype):
     expected = numpy_gradient(coef, intercept, X, y, 0.7)
     np.testing.assert_allclose(grad.double().numpy(), expected, rtol=rtol, atol=rtol * 1e-1)
     assert theta.numpy() == pytest.approx(np.concatenate([coef.ravel(), intercept]), rel=1e-6)
+
+
+@pytest.mark.parametrize("pairs", [1, 3, 7])
+def test_compact_memory_gives_the_dense_bfgs_direction(pairs):
+    # The compact L-BFGS memory against the BFGS inverse update written out densely in numpy
+    # float64: k updates H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T of H0 = gamma P,
+    # gamma = s^T y / y^T P y of the newest pair; the buffer keeps 4 pairs, so 7 also checks
+    # that the oldest ones leave in order.
+    from layerscope.probes.lbfgs import _Memory
+
+    rng = np.random.default_rng(pairs)
+    size, history = 9, 4
+    A = rng.standard_normal((size, size))
+    hessian = A @ A.T + size * np.eye(size)
+    B = rng.standard_normal((size, size))
+    P = np.linalg.inv(B @ B.T + np.eye(size))
+    memory = _Memory(size, history, torch.float64, "cpu")
+    steps = rng.standard_normal((pairs, size))
+    grad = rng.standard_normal(size)
+    for s in steps:
+        y = hessian @ s
+        grad_new = grad + y
+        t = [torch.from_numpy(v) for v in (s, y, P @ y, grad_new)]
+        memory.remember(*t)
+        grad = grad_new
+    kept = steps[-history:]
+    gamma = kept[-1] @ hessian @ kept[-1] / (kept[-1] @ hessian @ P @ hessian @ kept[-1])
+    H = gamma * P
+    for s in kept:
+        y = hessian @ s
+        rho = 1.0 / (s @ y)
+        E = np.eye(size) - rho * np.outer(s, y)
+        H = E @ H @ E.T + rho * np.outer(s, s)
+    direction = memory.direction(torch.from_numpy(grad), torch.from_numpy(P @ grad))
+    np.testing.assert_allclose(direction.numpy(), -H @ grad, rtol=1e-10, atol=1e-12)
+
+
+def test_compact_memory_skips_a_pair_that_breaks_positive_definiteness():
+    from layerscope.probes.lbfgs import _Memory
+
+    memory = _Memory(3, 2, torch.float64, "cpu")
+    s = torch.tensor([1.0, 0.0, 0.0])
+    memory.remember(s, -s, -s, torch.ones(3))  # s^T y < 0: not stored
+    assert len(memory) == 0
+    direction = memory.direction(torch.tensor([3.0, 4.0, 0.0]), torch.tensor([3.0, 4.0, 0.0]))
+    np.testing.assert_allclose(direction.numpy(), [-0.6, -0.8, 0.0])  # H0 step, unit length
+
+
+def test_feature_moments_match_numpy_with_offsets_and_an_outlying_first_row():
+    rng = np.random.default_rng(11)
+    X = 1e6 + 1e-2 * rng.standard_normal((20_000, 3))  # large offset, small spread
+    X[:, 1] = rng.standard_normal(20_000) * 50.0 - 7.0
+    X[0, 2] = 1e6 + 10.0  # the first row, the shift, 1000 standard deviations out
+    X[:, 0] = 4.0  # constant: scale 1
+    mean, scale = feature_moments(X)
+    np.testing.assert_allclose(mean, X.mean(0), rtol=1e-13)
+    expected = X.std(0)
+    expected[0] = 1.0
+    np.testing.assert_allclose(scale, expected, rtol=1e-9)
+    with pytest.raises(ProbeSettingsError, match="no rows"):
+        feature_moments(np.zeros((0, 3)))

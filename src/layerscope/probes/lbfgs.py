@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -79,7 +80,7 @@ class Objective:
 
 
 class _Preconditioner:
-    """Apply (S + ridge I)^-1 to each class's weight vector, identity to the intercepts.
+    """Apply P = (S + ridge I)^-1 to each class's weight vector, identity to the intercepts.
 
     S = X^T X / n is the features' second-moment matrix (their correlation matrix, X being
     standardised), estimated from at most ``max_rows`` evenly spaced rows (4 d: a preconditioner
@@ -91,45 +92,110 @@ class _Preconditioner:
     none on real layer outputs. Ridge 0.3 balances the cases measured (docs/probes.md): 0.1 is
     best on the synthetic benchmark sets (45 iterations against 49), 1.0 on digits pixels (45
     against 60 with 0.3 and 79 with 0.1).
+
+    P is kept as an explicit symmetric matrix (inverted in float64 from its Cholesky factor;
+    with the ridge its condition number is at most 1 + d / ridge), so one application is one
+    (m, d) x (d, d) product, W_g P, instead of two triangular solves.
     """
 
     def __init__(self, X: torch.Tensor, m: int, ridge: float, max_rows: int) -> None:
         n, d = X.shape
         rows = X if n <= max_rows else X[:: math.ceil(n / max_rows)]
-        second_moment = (rows.T @ rows).div_(rows.shape[0])
+        second_moment = (rows.T @ rows).div_(rows.shape[0]).double()
         second_moment.diagonal().add_(ridge)
-        self.factor = torch.linalg.cholesky(second_moment.double()).to(X.dtype)
+        factor = torch.linalg.cholesky(second_moment)
+        self.inverse = torch.cholesky_inverse(factor).to(X.dtype)
         self.m, self.d = m, d
 
     def __call__(self, vector: torch.Tensor) -> torch.Tensor:
         k = self.m * self.d
-        solved = torch.cholesky_solve(vector[:k].view(self.m, self.d).T, self.factor)
-        return torch.cat([solved.T.reshape(-1), vector[k:]])
+        out = torch.empty_like(vector)
+        torch.mm(vector[:k].view(self.m, self.d), self.inverse, out=out[:k].view(self.m, self.d))
+        out[k:] = vector[k:]
+        return out
 
 
 def _identity(vector: torch.Tensor) -> torch.Tensor:
     return vector
 
 
-def _two_loop(grad, history, precondition) -> torch.Tensor:
-    """The L-BFGS direction -H grad from the (s, y, 1/s.y) pairs (Nocedal and Wright, alg. 7.4)."""
-    q = grad.clone()
-    alphas = []
-    for s, y, rho in reversed(history):
-        alpha = rho * torch.dot(s, q)
-        alphas.append(alpha)
-        q.sub_(y, alpha=float(alpha))
-    if history:
-        s, y, _ = history[-1]
-        hy = precondition(y)
-        q = precondition(q).mul_(float(torch.dot(s, y) / torch.dot(y, hy)))
-    else:
-        q = precondition(q)
-        q.div_(max(1.0, float(q.norm())))  # a first step of at most unit length
-    for (s, y, rho), alpha in zip(history, reversed(alphas), strict=True):
-        beta = rho * torch.dot(y, q)
-        q.add_(s, alpha=float(alpha - beta))
-    return q.neg_()
+class _Memory:
+    """The L-BFGS memory in compact form (Byrd, Nocedal and Schnabel 1994, Theorem 2.2).
+
+    With H0 = gamma P (P the preconditioner, gamma = s^T y / y^T P y of the newest pair), the
+    inverse Hessian after the k stored pairs (s_i, y_i) is
+
+        H = gamma P + [S  P Y] [[R^-T (D + gamma Y^T P Y) R^-1, -gamma R^-T], [-gamma R^-1, 0]]
+                               [S  P Y]^T
+
+    with R the upper triangle (i <= j, oldest first) of S^T Y and D its diagonal. The pairs are
+    rows of one (2 history, size) buffer, s_i and P y_i interleaved, oldest first, so that
+    ``S^T g`` and ``(P Y)^T g`` are one matrix-vector product and -H g one more, whatever k;
+    the 2k x 2k middle matrix is formed once per new pair, in numpy float64. P y comes free as
+    P g_new - P g, so P is applied once per iteration. The direction is the two-loop
+    recursion's (Nocedal and Wright, algorithm 7.4) for a few tensor operations instead of 6 k
+    (docs/probes.md).
+    """
+
+    def __init__(self, size: int, history: int, dtype: torch.dtype, device) -> None:
+        self.rows = torch.empty(2 * history, size, dtype=dtype, device=device)
+        self.history = history
+        self.count = 0
+        # s_i^T y_j for i <= j (R; the lower triangle stays 0) and y_i^T P y_j, oldest first.
+        self.sy = np.zeros((history, history))
+        self.ypy = np.zeros((history, history))
+        self.products: np.ndarray | None = None  # rows @ g for the current gradient
+        self.middle = np.zeros((0, 0))  # -H g = -(gamma P g + rows^T (middle @ rows g))
+        self.gamma = 1.0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def clear(self) -> None:
+        self.count = 0
+        self.products = None
+        self.sy[:] = 0.0
+
+    def direction(self, grad: torch.Tensor, pgrad: torch.Tensor) -> torch.Tensor:
+        """-H grad (``pgrad`` = P grad); from H0 alone a first step of at most unit length."""
+        if not self.count:
+            return pgrad.div(-max(1.0, float(pgrad.norm())))
+        active = self.rows[: 2 * self.count]
+        if self.products is None:
+            self.products = (active @ grad).double().cpu().numpy()
+        c = torch.as_tensor(self.middle @ self.products, dtype=active.dtype, device=active.device)
+        return torch.addmv(pgrad, active.T, c, beta=self.gamma).neg_()
+
+    def remember(self, s, y, py, grad_new) -> None:
+        """Store the pair (s, y) with P y when it keeps H positive definite (s^T y > 0 beyond
+        rounding), and the products with the new gradient for its direction."""
+        if not float(torch.dot(s, y)) > 1e-10 * float(torch.dot(y, y)):
+            self.products = None
+            return
+        if self.count == self.history:  # the oldest pair leaves
+            self.rows = self.rows.roll(-2, 0)
+            self.sy[:-1, :-1] = self.sy[1:, 1:]
+            self.ypy[:-1, :-1] = self.ypy[1:, 1:]
+            self.sy[-1] = 0.0
+        else:
+            self.count += 1
+        k = self.count
+        self.rows[2 * k - 2] = s
+        self.rows[2 * k - 1] = py
+        both = (self.rows[: 2 * k] @ torch.stack((y, grad_new), 1)).double().cpu().numpy()
+        self.sy[:k, k - 1] = both[0::2, 0]  # s_i^T y_new
+        self.ypy[:k, k - 1] = self.ypy[k - 1, :k] = both[1::2, 0]  # (P y_i)^T y_new
+        self.products = both[:, 1]
+        sy, ypy = self.sy[:k, :k], self.ypy[:k, :k]
+        r_inverse = np.linalg.inv(sy)
+        self.gamma = gamma = sy[-1, -1] / ypy[-1, -1]
+        inner = gamma * ypy
+        inner.flat[:: k + 1] += sy.diagonal()
+        middle = np.zeros((2 * k, 2 * k))
+        middle[0::2, 0::2] = r_inverse.T @ inner @ r_inverse
+        middle[0::2, 1::2] = -gamma * r_inverse.T
+        middle[1::2, 0::2] = -gamma * r_inverse
+        self.middle = middle
 
 
 @PROBE_SOLVERS.register("lbfgs")
@@ -177,10 +243,11 @@ def lbfgs_solver(
 
     theta = torch.zeros(objective.m * (objective.d + 1), dtype=X.dtype, device=X.device)
     f, grad = objective(theta)
-    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    pgrad = apply_h0(grad)
+    memory = _Memory(theta.numel(), history, X.dtype, X.device)
     reason, iteration, stalled = "max_iter", 0, 0
     while True:
-        direction, slope = _descent_direction(grad, pairs, apply_h0)
+        direction, slope = _descent_direction(grad, pgrad, memory)
         if -0.5 * slope <= 0.01 * tol * abs(f):  # also a zero gradient
             reason = "gradient"
             break
@@ -195,9 +262,10 @@ def lbfgs_solver(
             break
         step, f_new, grad_new = step
         s = direction.mul_(step)
-        _remember(pairs, s, grad_new - grad, history)
+        pgrad_new = apply_h0(grad_new)
+        memory.remember(s, grad_new - grad, pgrad_new - pgrad, grad_new)
         theta = theta + s
-        decrease, f, grad = f - f_new, f_new, grad_new
+        decrease, f, grad, pgrad = f - f_new, f_new, grad_new, pgrad_new
         stalled = stalled + 1 if decrease <= ftol * abs(f) else 0
         if stalled == 2:
             reason = "objective"
@@ -227,13 +295,13 @@ def _setup(X, codes, n_classes, C, device, precondition, ridge):
     return X, objective, _Preconditioner(X, objective.m, ridge, max_rows=4 * objective.d)
 
 
-def _descent_direction(grad, pairs, apply_h0) -> tuple[torch.Tensor, float]:
+def _descent_direction(grad, pgrad, memory: _Memory) -> tuple[torch.Tensor, float]:
     """The L-BFGS direction and its slope; restarted from H0 when rounding made it ascend."""
-    direction = _two_loop(grad, pairs, apply_h0)
+    direction = memory.direction(grad, pgrad)
     slope = float(torch.dot(grad, direction))
-    if slope >= 0:
-        pairs.clear()
-        direction = _two_loop(grad, pairs, apply_h0)
+    if slope >= 0 and len(memory):
+        memory.clear()
+        direction = memory.direction(grad, pgrad)
         slope = float(torch.dot(grad, direction))
     return direction, slope
 
@@ -248,12 +316,3 @@ def _backtrack(objective, theta, direction, f: float, slope: float):
             return step, f_new, grad_new
         step *= 0.5
     return None
-
-
-def _remember(pairs: list, s: torch.Tensor, y: torch.Tensor, history: int) -> None:
-    """Keep the (s, y, 1/s.y) pair when it keeps the update positive definite."""
-    sy = float(torch.dot(s, y))
-    if sy > 1e-10 * float(torch.dot(y, y)):
-        pairs.append((s, y, torch.as_tensor(1.0 / sy, dtype=s.dtype, device=s.device)))
-        if len(pairs) > history:
-            pairs.pop(0)
