@@ -202,8 +202,8 @@ def _digits_pixels():
 
 def test_default_reaches_sklearns_minimum_on_digits_pixels():
     # The case: digits pixels, C = 1. The float32 default must end no higher than
-    # scikit-learn's lbfgs (within 1e-6 relative) and near the true minimum (sklearn run to
-    # tol 1e-10 in float64), judged by the float64 objective written in this file.
+    # scikit-learn's lbfgs and within 1e-6 of the true minimum (sklearn run to tol 1e-10 in
+    # float64), relative, judged by the float64 objective written in this file.
     X, y = _digits_pixels()
     Xs = StandardScaler().fit_transform(X.astype(np.float64))
     sklearn_default = LogisticRegression(C=1.0, max_iter=100).fit(Xs, y)
@@ -214,7 +214,7 @@ def test_default_reaches_sklearns_minimum_on_digits_pixels():
     f_ours = numpy_objective(probe.coef_, probe.intercept_, Xs, y, 1.0)
     assert probe.converged_ and probe.stop_reason_ == "gradient"
     assert f_ours <= f_sklearn * (1 + 1e-6)
-    assert (f_ours - f_best) / f_best < 3e-5
+    assert (f_ours - f_best) / f_best < 1e-6
 
 
 def test_tol_is_honoured_relative_to_the_objective():
@@ -229,8 +229,9 @@ def test_tol_is_honoured_relative_to_the_objective():
         iterations.append(probe.n_iter_)
     assert iterations[0] < iterations[1] < iterations[2]
     assert gaps[0] > gaps[1] > gaps[2] >= -1e-12
-    # the rule is relative: the gap at tol 1e-5 is about tol / 100 of f or less
-    assert gaps[2] < 1e-5 * f_best
+    # the rule is relative: each gap is below tol / 100 of f
+    for tol, gap in zip((1e-1, 1e-3, 1e-5), gaps, strict=True):
+        assert gap < tol / 100 * f_best
     # the same problem scaled by 1000 stops after the same iterations (standardised inside)
     scaled = LogisticProbe(tol=1e-3, dtype="float64").fit(X * 1000.0, y)
     assert scaled.n_iter_ == iterations[1]
@@ -255,7 +256,8 @@ def numpy_gradient(coef, intercept, X, codes, C) -> np.ndarray:
 
 @pytest.mark.parametrize("classes", [2, 5])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_objective_and_gradient_match_numpy(classes, dtype):
+@pytest.mark.parametrize("by_sample", [False, True], ids=["logits-by-class", "logits-by-sample"])
+def test_objective_and_gradient_match_numpy(classes, dtype, by_sample):
     from layerscope.probes.lbfgs import Objective
 
     X, y = problem(n=300, d=7, classes=classes, seed=3, offset=0.0)
@@ -263,7 +265,9 @@ def test_objective_and_gradient_match_numpy(classes, dtype):
     rng = np.random.default_rng(4)
     m = 1 if classes == 2 else classes
     coef, intercept = rng.standard_normal((m, 7)), rng.standard_normal(m)
-    objective = Objective(torch.as_tensor(X, dtype=dtype), torch.as_tensor(y), classes, 0.7)
+    objective = Objective(
+        torch.as_tensor(X, dtype=dtype), torch.as_tensor(y), classes, 0.7, by_sample=by_sample
+    )
     theta = torch.as_tensor(np.concatenate([coef.ravel(), intercept]), dtype=dtype)
     f, grad = objective(theta)
     rtol = 1e-12 if dtype == torch.float64 else 1e-5

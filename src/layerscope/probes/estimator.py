@@ -86,8 +86,9 @@ class LogisticProbe:
     Args:
         C: inverse L2 strength, as in sklearn's ``LogisticRegression`` (default 1.0).
         solver: a name from :func:`list_solvers` (default ``"lbfgs"``, torch L-BFGS).
-        tol: the solver's tolerance: for the default "lbfgs", stop once the objective is predicted
-            within tol / 100 of its minimum (relative); for the scikit-learn solvers, their meaning.
+        tol: the solver's tolerance: for the default "lbfgs", stop with the objective within
+            about tol / 100 of its minimum (relative; :mod:`layerscope.probes.lbfgs`); for the
+            scikit-learn solvers, their meaning.
         max_iter: iterations (or SAGA epochs); None: the solver's default.
         standardize: scale features to zero mean and unit variance first (recommended).
         device: where torch solvers run (``"cpu"``, ``"cuda"``); None: CPU.
