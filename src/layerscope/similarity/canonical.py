@@ -177,6 +177,7 @@ class _Whitening:
     scale: torch.Tensor  # (d_alive,) 1 / sqrt(S_kk)
     cholesky: torch.Tensor | None  # L with R = L L^T, or None when ``vectors`` is used
     vectors: torch.Tensor | None  # (d_alive, r): V_r diag(lambda_r)^-1/2 of R's eigh
+    complete: bool = False  # every neuron alive: S's rows and columns are taken as they are
 
     @property
     def rank(self) -> int:
@@ -189,8 +190,13 @@ class _Whitening:
 
     def normalised_rows(self, gram: torch.Tensor, columns=None) -> torch.Tensor:
         """D^-1/2 S[alive, columns] (all columns if None)."""
-        rows = gram[self.alive]
+        rows = gram if self.complete else gram[self.alive]
         return self.scale[:, None] * (rows if columns is None else rows[:, columns])
+
+    @property
+    def columns(self) -> torch.Tensor | None:
+        """The index of the neurons that vary, None when all do (no copy needed)."""
+        return None if self.complete else self.alive
 
     def whitened_rows(self, gram: torch.Tensor) -> torch.Tensor:
         """W^T D^-1/2 S[alive, :], (r, d), for S the Gram matrix this whitening came from.
@@ -199,6 +205,8 @@ class _Whitening:
         D^-1/2 S D^-1/2 = R = L L^T, so the block is L^T D^1/2 without a solve (and without
         the solve's rounding); only the dropped neurons' columns are solved for.
         """
+        if self.vectors is None and self.complete:
+            return self.cholesky.T / self.scale[None, :]
         rows = self.normalised_rows(gram)
         if self.vectors is not None:
             return self.vectors.T @ rows
@@ -229,21 +237,23 @@ def _whitening(gram: torch.Tensor, tolerance: float, eps: float, name: str) -> _
             f"every sample equal up to rounding); similarity with a constant representation is "
             f"undefined. Exclude this layer or pass other samples"
         )
+    complete = alive.numel() == gram.shape[0]
     scale = diagonal[alive].rsqrt()
-    correlation = scale[:, None] * gram[alive][:, alive] * scale[None, :]
+    kept = gram if complete else gram[alive][:, alive]  # indexing copies; most layers keep all
+    correlation = scale[:, None] * kept * scale[None, :]
     floor = alive.numel() * eps
     factor, info = torch.linalg.cholesky_ex(correlation)
     if int(info) == 0 and float(factor.diagonal().min()) ** 2 > floor:
-        return _Whitening(alive, scale, factor, None)
+        return _Whitening(alive, scale, factor, None, complete)
     values, vectors = torch.linalg.eigh(correlation)
     keep = values > floor * float(values[-1])
-    return _Whitening(alive, scale, None, vectors[:, keep] * values[keep].rsqrt())
+    return _Whitening(alive, scale, None, vectors[:, keep] * values[keep].rsqrt(), complete)
 
 
 def _whitened_cross(products: _Products, wx: _Whitening, wy: _Whitening) -> torch.Tensor:
     """W_x^T D_x^-1/2 S_xy D_y^-1/2 W_y, (r_x, r_y): its singular values are the canonical
     correlations."""
-    cross = wx.normalised_rows(products.xy, wy.alive) * wy.scale[None, :]
+    cross = wx.normalised_rows(products.xy, wy.columns) * wy.scale[None, :]
     return wy.apply(wx.apply(cross).T).T
 
 

@@ -105,7 +105,7 @@ def centred(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x`` minus its column means, in ``dtype``, and the column means that rounding left.
 
-    One new (n, d) tensor: the dtype conversion and the centring share a pass. The means are
+    One new (n, d) tensor: converted, then centred in place. The means are
     taken in the input's dtype (a float64 accumulation of float32 columns is several times
     slower); what they miss comes back as the second return, (d,), the means of the centred
     columns in ``dtype`` (None when ``residual`` is False), which the measures remove from their
@@ -117,11 +117,10 @@ def centred(
     mean = x.mean(dim=0)
     if not bool(torch.isfinite(mean).all()):
         raise SimilarityInputError(f"{name} contains NaN or inf; remove those samples first")
-    if x.dtype == dtype or dtype == torch.float64:  # one pass: convert (promote) and centre
-        out = torch.sub(x, mean.to(dtype))
-    else:
-        out = x.to(dtype)
-        out -= mean.to(dtype)
+    if x.dtype == dtype:
+        out = torch.sub(x, mean)
+    else:  # convert, then centre in place: a promoting torch.sub took 2.4x as long (1 thread)
+        out = x.to(dtype).sub_(mean.to(dtype))
     return out, (out.mean(dim=0) if residual else None)
 
 
