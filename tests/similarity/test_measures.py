@@ -283,6 +283,24 @@ def test_float32_arithmetic_agrees_with_float64_in_the_cca_family(padded):
         assert low.similarity == pytest.approx(exact.similarity, abs=1e-4), function.__name__
 
 
+def test_float32_arithmetic_keeps_the_digits_of_offset_float64_inputs():
+    # Centring happens before the narrowing to float32: with a 1e6 offset, rounding first would
+    # leave about 0.06 of noise on unit-variance features.
+    x, y = related_pair(n=2000, d1=20, d2=12, shared=5)
+    shifted_x, shifted_y = x + 1e6, y - 3e5
+    low_precision = {
+        "cca": lambda a, b: cca(a, b, precision="float32").similarity,
+        "svcca": lambda a, b: svcca(a, b, precision="float32").similarity,
+        "pwcca": lambda a, b: pwcca(a, b, precision="float32").similarity,
+        "biased_cka": lambda a, b: cka(a, b, unbiased=False, precision="float32"),
+        "unbiased_cka": lambda a, b: cka(a, b, precision="float32"),
+    }
+    exact = {**MEASURES, "biased_cka": lambda a, b: cka(a, b, unbiased=False)}
+    for name, function in low_precision.items():
+        low = function(shifted_x, shifted_y)
+        assert low == pytest.approx(exact[name](x, y), abs=1e-4), name
+
+
 # ---------------------------------------------------------------------------- robustness
 def test_rank_deficient_and_dead_neurons_change_nothing_in_cca():
     rng = np.random.default_rng(7)

@@ -105,8 +105,8 @@ def centred(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x`` minus its column means, in ``dtype``, and the column means that rounding left.
 
-    One new (n, d) tensor: converted, then centred in place. The means are
-    taken in the input's dtype (a float64 accumulation of float32 columns is several times
+    One new (n, d) tensor, centred in the wider of the two dtypes. The means are taken in the
+    input's dtype (a float64 accumulation of float32 columns is several times
     slower); what they miss comes back as the second return, (d,), the means of the centred
     columns in ``dtype`` (None when ``residual`` is False), which the measures remove from their
     products exactly (``Xc^T Yc - n r_x r_y^T``) instead of with a second pass over the data.
@@ -117,10 +117,12 @@ def centred(
     mean = x.mean(dim=0)
     if not bool(torch.isfinite(mean).all()):
         raise SimilarityInputError(f"{name} contains NaN or inf; remove those samples first")
-    if x.dtype == dtype:
-        out = torch.sub(x, mean)
-    else:  # convert, then centre in place: a promoting torch.sub took 2.4x as long (1 thread)
+    if x.dtype.itemsize < dtype.itemsize:
+        # Widening: convert (exact), then centre in place; a promoting torch.sub took 2.4x as
+        # long (24 against 10 ms for 10000 x 512 float32 into float64, one thread).
         out = x.to(dtype).sub_(mean.to(dtype))
+    else:  # same or narrower: subtract in x's precision, so that an offset's digits survive
+        out = torch.sub(x, mean, out=torch.empty(x.shape, dtype=dtype, device=x.device))
     return out, (out.mean(dim=0) if residual else None)
 
 

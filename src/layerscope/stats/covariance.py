@@ -139,6 +139,18 @@ def _shift(x: torch.Tensor, features_first: bool, dtype: torch.dtype) -> torch.T
     return head.mean(dim=0, dtype=torch.float64).to(dtype)
 
 
+def _shifted_copy(x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = x - shift`` in ``out``'s dtype. Into a wider dtype (float32 activations, float64
+    work) a copy, exact, then an in-place subtraction: torch's mixed-dtype subtraction runs a
+    scalar casting loop, 15 against 3.6 ms for 10000 x 512 on one thread. Into a narrower one
+    the subtraction stays first, in x's precision, so that an offset's digits survive."""
+    if x.dtype.itemsize < out.dtype.itemsize and x.is_floating_point():
+        out.copy_(x)
+        out.sub_(shift)
+    else:
+        torch.sub(x, shift, out=out)
+
+
 _SHIFT_SAMPLES = 64
 
 
@@ -369,11 +381,11 @@ class StreamingCovariance(StreamingStatistic):
         buffer = _WORKSPACE.get(d * n, work_dtype, x.device)
         if features_first:  # (d, n): one row per feature
             rows = buffer.view(d, n)
-            torch.sub(x, shift, out=rows.view(x.shape))
+            _shifted_copy(x, shift, rows.view(x.shape))
             samples, sums = rows.T, rows.sum(dim=1)
         else:  # (n, d): one column per feature
             samples = buffer.view(n, d)
-            torch.sub(x.reshape(n, d), shift, out=samples)
+            _shifted_copy(x.reshape(n, d), shift, samples)
             sums = samples.sum(dim=0)
         return n, shift.flatten().to(torch.float64), sums.to(torch.float64), _gram(samples)
 
