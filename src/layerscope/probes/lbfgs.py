@@ -122,9 +122,9 @@ class _Preconditioner:
     much of the ill-conditioning that correlated features cause; it changes the path, not the
     objective or its minimum. The ridge blends towards the identity: near a (nearly separable)
     optimum the Hessian is far from S, and full whitening (ridge 1e-3) took more iterations than
-    none on real layer outputs. Ridge 0.3 balances the cases measured (docs/probes.md): 0.1 is
-    best on the synthetic benchmark sets (45 iterations against 49), 1.0 on digits pixels (45
-    against 60 with 0.3 and 79 with 0.1).
+    none on real layer outputs. Ridge 0.3 balances the cases measured (docs/probes.md; with the
+    stopping margin of 1 then): 0.1 is best on the synthetic benchmark sets (45 iterations
+    against 49), 1.0 on digits pixels (45 against 60 with 0.3 and 79 with 0.1).
 
     P is kept as an explicit symmetric matrix (inverted in float64 from its Cholesky factor;
     with the ridge its condition number is at most 1 + d / ridge), so one application is one
@@ -166,8 +166,8 @@ class _Memory:
     ``S^T g`` and ``(P Y)^T g`` are one matrix-vector product and -H g one more, whatever k;
     the 2k x 2k middle matrix is formed once per new pair, in numpy float64. P y comes free as
     P g_new - P g, so P is applied once per iteration. The direction is the two-loop
-    recursion's (Nocedal and Wright, algorithm 7.4) for a few tensor operations instead of 6 k
-    (docs/probes.md).
+    recursion's (Nocedal and Wright, algorithm 7.4) for a few tensor operations instead of about
+    4 k (docs/probes.md; tests/probes/test_solvers.py checks it against the dense BFGS update).
     """
 
     def __init__(self, size: int, history: int, dtype: torch.dtype, device) -> None:

@@ -133,8 +133,8 @@ def _products(x, y, eps_x, eps_y, rtol, dtype) -> _Products:
     yc, ry = centred(y, dtype, "y")
     # The d x d work after the products runs in the products' dtype, its thresholds at their
     # epsilon: forming S = Xc^T Xc in float32 already perturbs S by about eps_32 ||S||, the
-    # rounding of a float32 eigh or Cholesky of S, so float64 there bought no accuracy and took
-    # half the time of a float32 SVCCA (docs/performance.md, "Similarity").
+    # rounding of a float32 eigh or Cholesky of S, so float64 there bought no accuracy while it
+    # was about half of a float32 SVCCA's time (docs/performance.md, "Similarity").
     xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n)
     yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n)
     xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n)
