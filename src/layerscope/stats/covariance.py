@@ -165,8 +165,8 @@ def _gram(samples: torch.Tensor) -> torch.Tensor:
     torch's pairwise sum (about 5e-8), at no extra cost. The blocks' products take at most as
     much memory as the samples.
 
-    On CPU only the lower block triangle is multiplied, in up to four block rows, and mirrored
-    (5/8 of the full product's work). SciPy's ``syrk`` would compute exactly half the entries,
+    On CPU only the lower block triangle is multiplied, in two or four block rows, and mirrored
+    (3/4 or 5/8 of the full product's work; see ``_HALF_BLOCKS``). SciPy's ``syrk`` would compute exactly half the entries,
     but its OpenBLAS thread pool fought torch's inside a training step; these are torch's own
     products in torch's own pool.
     """
@@ -175,7 +175,8 @@ def _gram(samples: torch.Tensor) -> torch.Tensor:
         return _full_gram(samples)
     blocked = _in_sample_blocks(samples)
     gram = torch.empty(d, d, dtype=samples.dtype, device=samples.device)
-    width = max(_HALF_MIN_WIDTH, -(-d // _HALF_BLOCKS))
+    blocks = _HALF_BLOCKS if d >= _HALF_FOUR_BLOCKS_MIN_FEATURES else 2
+    width = max(_HALF_MIN_WIDTH, -(-d // blocks))
     for start in range(0, d, width):
         stop = min(start + width, d)
         left, right = samples[:, start:stop], samples[:, :stop]
@@ -214,14 +215,20 @@ def _block_gram(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 
 
 _BLOCK_ROWS = 512
-# The lower block triangle of the Gram matrix in this many block rows of at least this width
-# (5/8 of the full product's work at four). Measured on CPU (benchmarks/gram.py, float32): for
-# d = 64 to 512 and n >= 1024, 20-33% faster than one full product at 2 threads, 22-34% at 1;
-# d = 32 in two block rows 11-14%; d = 512, n = 256: 6% / 23%. No gain below 32 features or with
-# fewer samples than half the features, which keep the full product.
+# The lower block triangle of the Gram matrix in four block rows (5/8 of the full product's
+# work) from 256 features, in two (3/4) from 64, of at least 16 columns each; the full product
+# below 64 features or with fewer samples than half the features. Measured on CPU
+# (benchmarks/gram.py, float32, against one full product), on two machines of the same
+# description whose MKL differs (docs/performance.md, "Tracking overhead"): on the first, four
+# block rows were 20-33% faster for d = 64 to 512 and n >= 1024 (2 threads; 22-34% at 1), two
+# block rows 11-14% faster at d = 32; on the second (AMX), four block rows were 16-59% SLOWER at
+# d = 32 to 128 (two runs, two interleavings) and 12-26% faster from d = 256 with n >= 2 d, and
+# two block rows were 0.99-1.11x at d = 64, 0.93-1.06x at d = 128 and 1.25x at d = 32. Two block
+# rows at d = 64 to 128 were not measured on the first machine, where four were the faster.
 _HALF_BLOCKS = 4
+_HALF_FOUR_BLOCKS_MIN_FEATURES = 256
 _HALF_MIN_WIDTH = 16
-_HALF_MIN_FEATURES = 32
+_HALF_MIN_FEATURES = 64
 
 # Where reading the finiteness flag back costs nothing, so the fold is done in place.
 _IN_PLACE_DEVICE_TYPES = frozenset({"cpu"})
