@@ -5,9 +5,9 @@
 For each (d features, n samples) shape of the VGG-style and small networks' layer outputs (and
 a few outside the rule's range), times ``samples.T @ samples`` formed as one full product (the
 float32 route blocked over 512-sample rows, as before) and as ``_gram``'s lower block triangle
-in up to four block rows, mirrored. The two are interleaved call by call in this one process;
+in two or four block rows, mirrored. The two are interleaved call by call in this one process;
 a row is the median (with the interquartile range) of the per-pair ratios half / full, below 1
-where the half product is faster. Shapes outside the rule (fewer than 32 features, or fewer
+where the half product is faster. Shapes outside the rule (fewer than 64 features, or fewer
 samples than half the features) fall back to the full product, so their ratio is about 1.
 """
 

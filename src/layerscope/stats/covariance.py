@@ -166,9 +166,9 @@ def _gram(samples: torch.Tensor) -> torch.Tensor:
     much memory as the samples.
 
     On CPU only the lower block triangle is multiplied, in two or four block rows, and mirrored
-    (3/4 or 5/8 of the full product's work; see ``_HALF_BLOCKS``). SciPy's ``syrk`` would compute exactly half the entries,
-    but its OpenBLAS thread pool fought torch's inside a training step; these are torch's own
-    products in torch's own pool.
+    (3/4 or 5/8 of the full product's work; see ``_HALF_BLOCKS``). SciPy's ``syrk`` would
+    compute exactly half the entries, but its OpenBLAS thread pool fought torch's inside a
+    training step; these are torch's own products in torch's own pool.
     """
     n, d = samples.shape
     if samples.device.type != "cpu" or d < _HALF_MIN_FEATURES or 2 * n < d:
