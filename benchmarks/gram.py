@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from _machine import cpu_line
 
 from layerscope.stats.covariance import _full_gram, _gram
 
@@ -38,6 +39,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
           f"{args.repeats} interleaved pairs")  # fmt: skip
+    print(cpu_line())
     print(f"{'d':>5} {'n':>6} {'full ms':>8} {'half ms':>8} {'half/full':>9} {'IQR':>15}")
     g = torch.Generator().manual_seed(0)
     for d, n in SHAPES:

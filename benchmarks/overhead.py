@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _machine import cpu_line
 from _vgg import MODELS, make_step
 
 from layerscope import Tracker
@@ -184,6 +185,7 @@ def main() -> None:
         f"torch {torch.__version__}, {threads} threads, device {device}, model {args.model}, "
         f"batch 64, 3x32x32, {args.steps} interleaved steps"
     )
+    print(cpu_line())
     measure(args.model, args.steps, device, floor=not args.no_floor)
 
 

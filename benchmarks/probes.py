@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import cpu_line
 from threadpoolctl import threadpool_limits
 
 from layerscope.probes import LogisticProbe, probe_objective
@@ -149,6 +150,7 @@ def main() -> None:
             data[f"digits VGG11/4, {len(layers)} layers"] = layers
         print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
               f"load average {load_before[0]:.2f} (1 min) at the start")  # fmt: skip
+        print(cpu_line())
         runs: dict[tuple[str, str], list[dict]] = {}
         for repeat in range(max(args.repeats, args.saga_repeats)):
             for name, problems in data.items():

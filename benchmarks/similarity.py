@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+from _machine import cpu_line
 
 from layerscope.similarity import MinibatchCKA, cca, cka, pwcca, svcca
 
@@ -110,6 +111,7 @@ def main() -> None:
     x = torch.tanh(signal @ torch.randn(64, d1, generator=g) / 8 + torch.randn(n, d1, generator=g))
     y = signal @ torch.randn(64, d2, generator=g) / 8 + 0.5 * torch.randn(n, d2, generator=g)
     x, y = x.to(args.device), y.to(args.device)
+    print(cpu_line())
     for threads in args.threads or [torch.get_num_threads(), 1]:
         torch.set_num_threads(threads)
         print(
