@@ -245,3 +245,22 @@ def test_a_failed_rerun_keeps_the_previous_extraction_whole(tmp_path):
                         batch_size=4, progress=False)  # fmt: skip
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
     LatentManifest.read(first.path).check_files()
+
+
+def test_full_and_pos_keep_a_layer_output_that_an_inplace_op_overwrites_next(tmp_path):
+    # "full" is a view of the layer's output and "pos" an index of it; an in-place ReLU runs
+    # right after the hook, so the stored values must be copied inside the hook, pre-ReLU.
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 3))  # fmt: skip
+    test = data(7, 2)
+    found = extract_latents(model, {"test": test}, tmp_path, run="r", reductions=["full", "pos"],
+                            include=[nn.Conv2d], batch_size=4, progress=False)  # fmt: skip
+    with torch.no_grad():
+        expected = model[0](torch.stack([test[i][0] for i in range(len(test))])).numpy()
+    assert (expected < 0).any()  # the ReLU would have changed them
+    stored = found["full"].features("0", "test")
+    np.testing.assert_allclose(stored, expected.reshape(7, -1), rtol=1e-6, atol=1e-7)
+    positions = np.asarray(found["pos"].features("0", "test"))  # (positions, N, C), all 36
+    by_position = expected.reshape(7, 3, 36).transpose(2, 0, 1)  # row-major positions
+    np.testing.assert_allclose(positions, by_position, rtol=1e-6, atol=1e-7)
