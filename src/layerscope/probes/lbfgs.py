@@ -295,8 +295,8 @@ def lbfgs_solver(
             break
         step, f_new, grad_new = step
         s = direction.mul_(step)
-        pgrad_new = apply_h0(grad_new)
-        memory.remember(s, grad_new - grad, pgrad_new - pgrad, grad_new)
+        pgrad_new, y = apply_h0(grad_new), grad_new - grad
+        memory.remember(s, y, y if apply_h0 is _identity else pgrad_new - pgrad, grad_new)
         theta = theta + s
         decrease, f, grad, pgrad = f - f_new, f_new, grad_new, pgrad_new
         stalled = stalled + 1 if decrease <= ftol * abs(f) else 0

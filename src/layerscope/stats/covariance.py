@@ -36,6 +36,7 @@ from layerscope.errors import (
 )
 from layerscope.stats.base import StreamingStatistic
 from layerscope.stats.moments import chan_merge
+from layerscope.stats.samples import shifted_copy
 
 __all__ = ["DEFAULT_MAX_FEATURES", "CovarianceResult", "StreamingCovariance"]
 
@@ -137,20 +138,6 @@ def _shift(x: torch.Tensor, features_first: bool, dtype: torch.dtype) -> torch.T
         return shift.to(dtype).view((d,) + (1,) * (x.dim() - 1))
     head = x.reshape(-1, d)[:_SHIFT_SAMPLES]
     return head.mean(dim=0, dtype=torch.float64).to(dtype)
-
-
-def _shifted_copy(x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor) -> None:
-    """``out = x - shift`` in ``out``'s dtype. On CPU into a wider dtype (float32 activations,
-    float64 work) a copy, exact, then an in-place subtraction: torch's CPU mixed-dtype
-    subtraction runs a scalar casting loop, 15 against 3.6 ms for 10000 x 512 on one thread.
-    Into a narrower dtype the subtraction stays first, in x's precision, so that an offset's
-    digits survive; on a GPU the one fused pass reads and writes less."""
-    widening = x.is_floating_point() and x.dtype.itemsize < out.dtype.itemsize
-    if widening and x.device.type == "cpu":
-        out.copy_(x)
-        out.sub_(shift)
-    else:
-        torch.sub(x, shift, out=out)
 
 
 _SHIFT_SAMPLES = 64
@@ -390,11 +377,11 @@ class StreamingCovariance(StreamingStatistic):
         buffer = _WORKSPACE.get(d * n, work_dtype, x.device)
         if features_first:  # (d, n): one row per feature
             rows = buffer.view(d, n)
-            _shifted_copy(x, shift, rows.view(x.shape))
+            shifted_copy(x, shift, rows.view(x.shape))
             samples, sums = rows.T, rows.sum(dim=1)
         else:  # (n, d): one column per feature
             samples = buffer.view(n, d)
-            _shifted_copy(x.reshape(n, d), shift, samples)
+            shifted_copy(x.reshape(n, d), shift, samples)
             sums = samples.sum(dim=0)
         return n, shift.flatten().to(torch.float64), sums.to(torch.float64), _gram(samples)
 

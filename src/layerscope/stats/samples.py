@@ -7,7 +7,9 @@ et al. 2020). For a sequence every token is one sample, ``(N, T, C) -> (N*T, C)`
 - :func:`to_samples`: a layer output in a named layout -> (samples, features);
 - :func:`feature_map_matrix`: a channels-first (N, C, *positions) map -> a matrix by the
   similarity measures' ``spatial`` modes (positions as samples, average-pooled, or flattened);
-- :func:`downsample`: shrink the positions of a feature map first (Delve's option).
+- :func:`downsample`: shrink the positions of a feature map first (Delve's option);
+- :func:`shifted_copy`: ``x - shift`` written into a buffer of the work dtype, the way that is
+  fast on CPU and keeps an offset's digits (covariance updates and similarity centring).
 
 Which axis of a *module's* output holds the features is decided in
 :mod:`layerscope.tracking.layers` (``features_tensor``, ``channels_first``), which then calls
@@ -30,6 +32,7 @@ __all__ = [
     "downsample",
     "feature_map_matrix",
     "sequence_view",
+    "shifted_copy",
     "to_samples",
 ]
 
@@ -170,3 +173,26 @@ def downsample(
     raise OptionError(
         f"downsample method must be 'adaptive_avg', 'nearest' or 'bilinear', got {method!r}"
     )
+
+
+def shifted_copy(x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = x - shift`` in ``out``'s dtype, returned.
+
+    On CPU into a wider dtype (float32 activations, float64 work) a copy, exact, then an
+    in-place subtraction: torch's CPU mixed-dtype subtraction runs a scalar casting loop, 15
+    against 3.6 ms for 10000 x 512 on one thread. Into a narrower dtype the subtraction stays
+    first, in x's precision, so that an offset's digits survive; on a GPU the one fused pass
+    reads and writes less.
+
+    Example:
+        >>> x = torch.tensor([[1e6 + 1.0], [1e6 - 1.0]], dtype=torch.float64)
+        >>> shifted_copy(x, x.mean(0), torch.empty(2, 1)).flatten().tolist()
+        [1.0, -1.0]
+    """
+    widening = x.is_floating_point() and x.dtype.itemsize < out.dtype.itemsize
+    if widening and x.device.type == "cpu":
+        out.copy_(x)
+        out.sub_(shift)
+    else:
+        torch.sub(x, shift, out=out)
+    return out
