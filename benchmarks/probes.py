@@ -14,8 +14,8 @@ Configurations are interleaved (repeat 1 of everything, then repeat 2, ...) and 
 is reported; every process-wide thread pool (torch, BLAS, OpenMP) is limited to --threads.
 "objective" is the probe objective on the training set (float64; lower is closer to the common
 minimum); "gap" is each solver's objective above the tight minimum, relative (the minimum from
-sklearn's lbfgs on float64 features run to tol = 1e-10, untimed; summed over layers); ratios are median times over
-the default's, measured in this run.
+sklearn's lbfgs on float64 features run to tol = 1e-10, untimed; summed over layers); ratios
+are median times over the default's, measured in this run.
 """
 
 from __future__ import annotations
