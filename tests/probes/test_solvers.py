@@ -336,3 +336,84 @@ def test_feature_moments_match_numpy_with_offsets_and_an_outlying_first_row():
     np.testing.assert_allclose(scale, expected, rtol=1e-9)
     with pytest.raises(ProbeSettingsError, match="no rows"):
         feature_moments(np.zeros((0, 3)))
+
+
+def _numpy_preconditioner(S, ridge, rank):
+    """(S_k + rest (I - V V^T) + ridge I)^-1 from numpy's eigh of S, float64: S's top ``rank``
+    eigenpairs kept, the other eigenvalues replaced by their mean."""
+    values, vectors = np.linalg.eigh(S)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    d = len(S)
+    kept, V = values[:rank], vectors[:, :rank]
+    rest = (np.trace(S) - kept.sum()) / (d - rank) if rank < d else 0.0
+    spectrum = V @ np.diag(kept) @ V.T + rest * (np.eye(d) - V @ V.T)
+    return np.linalg.inv(spectrum + ridge * np.eye(d))
+
+
+@pytest.mark.parametrize(("d", "rank"), [(7, 128), (60, 6)])
+def test_preconditioner_matches_numpy(d, rank):
+    # d <= rank: the exact (S + ridge I)^-1 (to rounding). d > rank: six strong directions
+    # over a flat floor (eigenvalues ~200 against ~0.25), so the randomized subspace iteration
+    # finds S's top eigenpairs to about 1e-6 and P is the numpy formula with the floor's mean
+    # eigenvalue; leaving out that floor, or the ridge, moves P by 0.1 or more.
+    from layerscope.probes.lbfgs import _Preconditioner
+
+    rng = np.random.default_rng(d)
+    n, m, ridge = 3000, 3, 1.0
+    X = rng.standard_normal((n, min(d, 6))) @ rng.standard_normal((min(d, 6), d)) * 3.0
+    X += 0.5 * rng.standard_normal((n, d))
+    P = _numpy_preconditioner(X.T @ X / n, ridge, min(rank, d))
+    applied = _Preconditioner(torch.from_numpy(X), m, ridge, rank, max_rows=n, seed=0)
+    vector = rng.standard_normal(m * (d + 1))
+    out = applied(torch.from_numpy(vector)).numpy()
+    expected = np.concatenate([(vector[: m * d].reshape(m, d) @ P).ravel(), vector[m * d :]])
+    tolerance = 1e-10 if d <= rank else 2e-6
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_wide_features_reach_the_float64_minimum():
+    # More features than half the samples and than the preconditioner's rank (the case of
+    # wide layers of a small data set): the default still ends within 1e-6 of the minimum.
+    rng = np.random.default_rng(4)
+    n, d, classes = 600, 400, 4
+    y = rng.integers(0, classes, n)
+    basis = rng.standard_normal((20, d))
+    X = (rng.standard_normal((n, 20)) + rng.standard_normal((classes, 20))[y]) @ basis
+    X += 0.3 * rng.standard_normal((n, d))
+    exact = LogisticProbe(dtype="float64", tol=1e-10, max_iter=5000).fit(X, y)
+    fast = LogisticProbe().fit(X, y)
+    f_exact = probe_objective(exact, X, y)
+    assert fast.converged_
+    assert -1e-9 < (probe_objective(fast, X, y) - f_exact) / f_exact < 1e-6
+
+
+class _Line:
+    """phi(t) = f0 - a t + b t^2 / 2 along direction (1,), with ``rise`` added to every f past
+    0: the slope stays exact while f's comparison is off by ``rise``."""
+
+    def __init__(self, f0, a, b, rise):
+        self.f0, self.a, self.b, self.rise = f0, a, b, rise
+
+    def __call__(self, theta):
+        t = float(theta[0])
+        f = self.f0 - self.a * t + 0.5 * self.b * t * t + self.rise
+        return f, torch.tensor([-self.a + self.b * t], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("rise", "b", "step"),
+    [
+        (0.0, 1.0, 1.0),  # Armijo holds at the unit step
+        (5e-7, 1.0, 1.0),  # f rose within its rounding, slope 0 at t = 1: approximate Wolfe
+        (3e-6, 1.0, None),  # f above f0 + WOLFE_EPSILON |f| at every step: the search fails
+        (5e-7, 1.9, 0.5),  # t = 1 overshoots: slope 0.9 a > (1 - 2 delta) a, so halve
+    ],
+)
+def test_line_search_accepts_armijo_or_the_approximate_wolfe_conditions(rise, b, step):
+    from layerscope.probes.lbfgs import _backtrack
+
+    f0, a = 1.0, 1e-6  # a decrease of a / 2 = 5e-7 |f|: at the rounding of float32 products
+    line = _Line(f0, a, b * a, rise * f0 if rise else 0.0)
+    direction = torch.tensor([1.0], dtype=torch.float64)
+    found = _backtrack(line, torch.zeros(1, dtype=torch.float64), direction, f0, -a)
+    assert (found if found is None else found[0]) == step
