@@ -5,6 +5,9 @@ against the pure functions applied to activations collected by hand.
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -217,6 +220,47 @@ def test_over_epochs_with_models_and_with_state_dicts():
     assert list(frame.columns) == ["epoch", "layer", "measure", "value"] and len(frame) == 9
     one_layer = similarity_over_epochs(models, data, include=["2"], measure="svcca")
     assert one_layer.layers == ("2",) and one_layer.values.shape == (3, 1)
+
+
+class _LazyStates(Sequence):
+    """State dicts made when indexed, as a run's checkpoint files are read; records how many of
+    the ones handed out earlier are still alive at each request."""
+
+    def __init__(self, states):
+        self.states = states
+        self.handed: list[weakref.ref] = []
+        self.alive_at_request: list[int] = []
+
+    def __len__(self):
+        return len(self.states)
+
+    def __getitem__(self, index):
+        source = self.states[index]  # IndexError past the end ends the iteration
+        gc.collect()
+        self.alive_at_request.append(sum(ref() is not None for ref in self.handed))
+        state = copy.deepcopy(source)
+        self.handed.append(weakref.ref(next(iter(state.values()))))
+        return state
+
+
+def test_over_epochs_reads_a_lazy_sequence_one_state_at_a_time():
+    # A run with every epoch kept must not hold every epoch's weights: the sequence is read item
+    # by item (the last first, as the reference), and each state dict goes once it is loaded
+    # into the working copy. The values equal those from a plain list.
+    model = mlp(0)
+    states = []
+    for _ in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        states.append(copy.deepcopy(model.state_dict()))
+    data = batches((64, 6))
+    lazy = _LazyStates(states)
+    result = similarity_over_epochs(lazy, data, model=mlp(9))
+    plain = similarity_over_epochs(states, data, model=mlp(9))
+    np.testing.assert_allclose(result.values, plain.values, atol=1e-12)
+    assert len(lazy.alive_at_request) == 6  # the reference, then each checkpoint once
+    assert max(lazy.alive_at_request) <= 1  # the previous one at most, never all of them
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,22 @@ def _kept_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
+class _ModelStates(Sequence):
+    """The model state dicts of checkpoint files, each loaded when indexed: the comparison
+    holds one of them at a time instead of every kept epoch's."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return _ModelStates(self.paths[index])
+        return load_checkpoint(self.paths[index], map_location="cpu").state["model"]
+
+
 def similarity_over_epochs_run(
     run_dir: str | os.PathLike,
     *,
@@ -90,7 +106,7 @@ def similarity_over_epochs_run(
     found = _kept_checkpoints(run_dir)
     model, data, cfg = load_run_model(run_dir, device=device,
                                       checkpoint=load_checkpoint(found[-1][1]))  # fmt: skip
-    states = [load_checkpoint(path, map_location="cpu").state["model"] for _, path in found]
+    states = _ModelStates([path for _, path in found])
     dataset = train_split_without_augmentation(data) if split == "train" else data.test
     loader = DataLoader(dataset, batch_size=batch_size or cfg.batch_size, shuffle=False,
                         num_workers=cfg.num_workers)  # fmt: skip

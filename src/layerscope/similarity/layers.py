@@ -416,6 +416,8 @@ def similarity_over_epochs(
     Args:
         checkpoints: models or state dicts ordered by epoch; the last is the reference.
             State dicts are loaded into copies of ``model`` (two copies at most live at once).
+            A sequence is read one item at a time (the last first), so one whose items are
+            loaded from disk when indexed keeps one state dict in memory, not all of them.
         loader: as in :func:`layer_similarity`; it is read once per checkpoint, and every batch
             goes through the checkpoint and the reference together, so a shuffling loader is
             fine.
@@ -437,7 +439,8 @@ def similarity_over_epochs(
     """
     spatial = _check_measure(measure, spatial)
     options = _check_options(measure, options)
-    checkpoints = list(checkpoints)
+    if not isinstance(checkpoints, Sequence):
+        checkpoints = list(checkpoints)
     if not checkpoints:
         raise SimilarityInputError("checkpoints is empty; pass at least one model or state dict")
     epochs = tuple(range(len(checkpoints))) if epochs is None else tuple(epochs)
@@ -446,9 +449,11 @@ def similarity_over_epochs(
             f"{len(epochs)} epoch labels for {len(checkpoints)} checkpoints; pass one per checkpoint"
         )
     copies = {} if model is None else {"working": copy.deepcopy(model)}
-    if model is not None and not isinstance(checkpoints[-1], nn.Module):
+    last = checkpoints[-1]
+    if model is not None and not isinstance(last, nn.Module):
         copies["reference"] = copy.deepcopy(model)
-    reference = _materialise(checkpoints[-1], model, copies.get("reference"), len(epochs) - 1)
+    reference = _materialise(last, model, copies.get("reference"), len(epochs) - 1)
+    del last  # a state dict is in the reference copy now
     rows, num_samples, names = [], 0, ()
     for index, checkpoint in enumerate(checkpoints):
         current = _materialise(checkpoint, model, copies.get("working"), index)
