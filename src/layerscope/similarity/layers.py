@@ -17,9 +17,9 @@ turned into one matrix per batch by ``spatial``
   same spatial size can then be compared.
 
 ``measure="cka"`` streams: :class:`~layerscope.similarity.alignment.MinibatchCKA` (unbiased, as
-everywhere in layerscope, Nguyen et al. 2021) keeps O(layers^2) numbers and one batch of activations, whatever
-the size of the data. ``"cca"``, ``"svcca"`` and ``"pwcca"`` need all samples at once; they
-gather at most ``max_samples`` rows per layer (on the CPU, in the model's dtype).
+everywhere in layerscope, Nguyen et al. 2021) keeps O(layers^2) numbers and one batch of
+activations. ``"cca"``, ``"svcca"`` and ``"pwcca"`` need all samples at once; they gather at
+most ``max_samples`` rows per layer (on the CPU, in the model's dtype).
 
 Models are put in eval mode and run without gradients; their training flags are restored and
 every hook is removed afterwards, also after an error.
@@ -55,12 +55,7 @@ from layerscope.tracking.hooks import Hooks
 from layerscope.tracking.layers import channels_first, select_layers
 from layerscope.tracking.modes import evaluation_mode, model_device
 
-__all__ = [
-    "SimilarityMatrix",
-    "SimilarityOverEpochs",
-    "layer_similarity",
-    "similarity_over_epochs",
-]
+__all__ = ["SimilarityMatrix", "SimilarityOverEpochs", "layer_similarity", "similarity_over_epochs"]
 
 
 def _table_html(result, index, columns) -> str:
@@ -415,9 +410,9 @@ def similarity_over_epochs(
 
     Args:
         checkpoints: models or state dicts ordered by epoch; the last is the reference.
-            State dicts are loaded into copies of ``model`` (two copies at most live at once).
-            A sequence is read one item at a time (the last first), so one whose items are
-            loaded from disk when indexed keeps one state dict in memory, not all of them.
+            State dicts are loaded into copies of ``model`` (two copies at most live at once);
+            a sequence is read item by item (the last first), so one that loads each item
+            from disk when indexed keeps one state dict in memory.
         loader: as in :func:`layer_similarity`; it is read once per checkpoint, and every batch
             goes through the checkpoint and the reference together, so a shuffling loader is
             fine.
@@ -449,7 +444,7 @@ def similarity_over_epochs(
             f"{len(epochs)} epoch labels for {len(checkpoints)} checkpoints; pass one per checkpoint"
         )
     copies = {} if model is None else {"working": copy.deepcopy(model)}
-    last = checkpoints[-1]
+    last = checkpoints[-1]  # indexed once: a lazy sequence loads it once
     if model is not None and not isinstance(last, nn.Module):
         copies["reference"] = copy.deepcopy(model)
     reference = _materialise(last, model, copies.get("reference"), len(epochs) - 1)
