@@ -1,12 +1,15 @@
 """Representation similarity (SPEC C9): between two activation matrices, and layer by layer.
 
 - :mod:`~layerscope.similarity.inputs`: checking and centring activation matrices;
-- :mod:`~layerscope.similarity.canonical`: :func:`cca`, :func:`svcca`, :func:`pwcca`;
+- :mod:`~layerscope.similarity.canonical`: :func:`cca`, :func:`svcca`, :func:`pwcca`, and
+  :func:`pairwise` (one of them over every pair of a list, each input prepared once);
+- :mod:`~layerscope.similarity.whitening`: the d x d part of the CCA family;
 - :mod:`~layerscope.similarity.alignment`: :func:`cka` and the streaming :class:`MinibatchCKA`
   (unbiased by default, everywhere);
 - :mod:`~layerscope.similarity.measures`: the registry :data:`MEASURES`;
 - :mod:`~layerscope.similarity.layers`: :func:`layer_similarity` (every layer of one model
-  against every layer of another) and :func:`similarity_over_epochs`.
+  against every layer of another) and :func:`similarity_over_epochs`;
+  :mod:`~layerscope.similarity.gathered` holds their rows for the CCA family.
 """
 
 from layerscope.errors import (
@@ -17,7 +20,14 @@ from layerscope.errors import (
     UndefinedSimilarityWarning,
 )
 from layerscope.similarity.alignment import MinibatchCKA, cka
-from layerscope.similarity.canonical import SAMPLE_RATIO_WARNING, CCAResult, cca, pwcca, svcca
+from layerscope.similarity.canonical import (
+    SAMPLE_RATIO_WARNING,
+    CCAResult,
+    cca,
+    pairwise,
+    pwcca,
+    svcca,
+)
 from layerscope.similarity.inputs import activation_matrix
 from layerscope.similarity.layers import (
     SimilarityMatrix,
@@ -44,6 +54,7 @@ __all__ = [
     "cca",
     "cka",
     "layer_similarity",
+    "pairwise",
     "pwcca",
     "similarity_over_epochs",
     "svcca",

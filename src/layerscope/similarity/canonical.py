@@ -51,25 +51,26 @@ says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 
 from layerscope.errors import (
-    DegenerateInputError,
     FewSamplesWarning,
     SimilarityInputError,
     TooFewSamplesError,
 )
 from layerscope.similarity.inputs import DTYPES, Precision, Spatial, centred, pair
-from layerscope.stats.spectrum import DEFAULT_DELTA, intrinsic_dimension
+from layerscope.similarity.whitening import Whitening, keep_top, whitened_cross, whitening
+from layerscope.stats.spectrum import DEFAULT_DELTA
 
-__all__ = ["SAMPLE_RATIO_WARNING", "CCAResult", "cca", "pwcca", "svcca"]
+__all__ = ["SAMPLE_RATIO_WARNING", "CCAResult", "cca", "pairwise", "pwcca", "svcca"]
 
 WeightsFrom = Literal["x", "y", "smaller"]
 
@@ -122,23 +123,57 @@ class _Products:
     eps: float  # machine epsilon of the dtype the products were formed in
 
 
-def _products(x, y, eps_x, eps_y, rtol, dtype) -> _Products:
-    """Centre both inputs (one new matrix each) and form the three products; the rounding
-    residue of the centring (r, tiny) is removed exactly: (X - 1 r^T)^T (Y - 1 s^T) =
-    X^T Y - n r s^T for column-centred X and Y."""
-    n = x.shape[0]
-    tolerance_x = ((eps_x if rtol is None else rtol) * float(torch.linalg.vector_norm(x))) ** 2
-    tolerance_y = ((eps_y if rtol is None else rtol) * float(torch.linalg.vector_norm(y))) ** 2
-    xc, rx = centred(x, dtype, "x")
-    yc, ry = centred(y, dtype, "y")
+@dataclass
+class _Side:
+    """One input centred (one new matrix), its Gram matrix S = Xc^T Xc and rank threshold, and
+    what is derived from S alone (its whitening, its top directions) once asked for: all that
+    the pairs an input is in share (:func:`_pairwise` computes each once per input)."""
+
+    centred: torch.Tensor
+    residual: torch.Tensor
+    gram: torch.Tensor
+    tolerance: float  # squared singular-value threshold (rtol * ||x||_F)^2
+    derived: dict = field(default_factory=dict)
+
+    def once(self, key, make):
+        """``make()``, computed on the first call for ``key`` and kept."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        return self.derived[key]
+
+
+def _side(x, eps, rtol, dtype, name) -> _Side:
+    """Centre ``x`` and form its Gram matrix; the rounding residue of the centring (r, tiny) is
+    removed exactly: (X - 1 r^T)^T (Y - 1 s^T) = X^T Y - n r s^T for column-centred X and Y."""
+    tolerance = ((eps if rtol is None else rtol) * float(torch.linalg.vector_norm(x))) ** 2
+    xc, residual = centred(x, dtype, name)
     # The d x d work after the products runs in the products' dtype, its thresholds at their
     # epsilon: forming S = Xc^T Xc in float32 already perturbs S by about eps_32 ||S||, the
     # rounding of a float32 eigh or Cholesky of S, so float64 there bought no accuracy while it
     # was about half of a float32 SVCCA's time (docs/performance.md, "Similarity").
-    xx = torch.addr(xc.T @ xc, rx, rx, alpha=-n)
-    yy = torch.addr(yc.T @ yc, ry, ry, alpha=-n)
-    xy = torch.addr(xc.T @ yc, rx, ry, alpha=-n)
-    return _Products(xx, yy, xy, n, tolerance_x, tolerance_y, torch.finfo(dtype).eps)
+    gram = torch.addr(xc.T @ xc, residual, residual, alpha=-x.shape[0])
+    return _Side(xc, residual, gram, tolerance)
+
+
+def _prepare(x, y, spatial, precision, rtol, sides=None, keys=(None, None)):
+    """The two inputs' sides (from ``sides`` by ``keys`` when given there) and the pair's
+    products; the cross product X_c^T Y_c is the only (n, d) work a prepared pair costs."""
+    x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
+    dtype = DTYPES[precision]
+    found = []
+    for key, tensor, eps, name in ((keys[0], x, eps_x, "x"), (keys[1], y, eps_y, "y")):
+        side = None if sides is None else sides.get(key)
+        if side is None:
+            side = _side(tensor, eps, rtol, dtype, name)
+            if sides is not None:
+                sides[key] = side
+        found.append(side)
+    sx, sy = found
+    n = x.shape[0]
+    xy = torch.addr(sx.centred.T @ sy.centred, sx.residual, sy.residual, alpha=-n)
+    eps = torch.finfo(dtype).eps
+    products = _Products(sx.gram, sy.gram, xy, n, sx.tolerance, sy.tolerance, eps)
+    return sx, sy, products
 
 
 #: Up to this many features per side, the d x d decompositions run on one thread (see
@@ -168,95 +203,6 @@ def _small_linalg(products: _Products) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-@dataclass
-class _Whitening:
-    """W^T of a whitening W (d_alive, r) of the correlation matrix R = D^-1/2 S D^-1/2 of the
-    neurons that vary (``alive``): ``apply(M) = W^T M``, so that ``W^T R W = I_r``."""
-
-    alive: torch.Tensor  # (d_alive,) indices of neurons above the rank threshold
-    scale: torch.Tensor  # (d_alive,) 1 / sqrt(S_kk)
-    cholesky: torch.Tensor | None  # L with R = L L^T, or None when ``vectors`` is used
-    vectors: torch.Tensor | None  # (d_alive, r): V_r diag(lambda_r)^-1/2 of R's eigh
-    complete: bool = False  # every neuron alive: S's rows and columns are taken as they are
-
-    @property
-    def rank(self) -> int:
-        return int(self.alive.numel() if self.vectors is None else self.vectors.shape[1])
-
-    def apply(self, matrix: torch.Tensor) -> torch.Tensor:
-        if self.vectors is not None:
-            return self.vectors.T @ matrix
-        return torch.linalg.solve_triangular(self.cholesky, matrix, upper=False)
-
-    def normalised_rows(self, gram: torch.Tensor, columns=None) -> torch.Tensor:
-        """D^-1/2 S[alive, columns] (all columns if None)."""
-        rows = gram if self.complete else gram[self.alive]
-        return self.scale[:, None] * (rows if columns is None else rows[:, columns])
-
-    @property
-    def columns(self) -> torch.Tensor | None:
-        """The index of the neurons that vary, None when all do (no copy needed)."""
-        return None if self.complete else self.alive
-
-    def whitened_rows(self, gram: torch.Tensor) -> torch.Tensor:
-        """W^T D^-1/2 S[alive, :], (r, d), for S the Gram matrix this whitening came from.
-
-        On the Cholesky route W^T = L^-1 and, on the columns of the neurons that vary,
-        D^-1/2 S D^-1/2 = R = L L^T, so the block is L^T D^1/2 without a solve (and without
-        the solve's rounding); only the dropped neurons' columns are solved for.
-        """
-        if self.vectors is None and self.complete:
-            return self.cholesky.T / self.scale[None, :]
-        rows = self.normalised_rows(gram)
-        if self.vectors is not None:
-            return self.vectors.T @ rows
-        whitened = torch.empty_like(rows)
-        whitened[:, self.alive] = self.cholesky.T / self.scale[None, :]
-        dropped = torch.ones(rows.shape[1], dtype=torch.bool, device=rows.device)
-        dropped[self.alive] = False
-        if bool(dropped.any()):
-            whitened[:, dropped] = self.apply(rows[:, dropped])
-        return whitened
-
-
-def _whitening(gram: torch.Tensor, tolerance: float, eps: float, name: str) -> _Whitening:
-    """Whiten the neurons whose variance is above the rank threshold.
-
-    A neuron with ``S_kk <= (rtol ||x||_F)^2`` (dead, constant, constant up to the input's
-    rounding) is left out. The others are scaled to unit variance (CCA is invariant to that) and
-    R = L L^T is factored by Cholesky; if R is singular within its rounding (a pivot at most
-    d * eps: duplicated neurons, one neuron a combination of others), its eigendecomposition
-    keeps the eigenvalues above d * eps * lambda_max instead. No kept direction is ever divided
-    by less than that, so nothing becomes NaN.
-    """
-    diagonal = gram.diagonal()
-    alive = torch.nonzero(diagonal > tolerance).flatten()
-    if alive.numel() == 0:
-        raise DegenerateInputError(
-            f"{name} has no variance above the rank threshold ({int(gram.shape[0])} features, "
-            f"every sample equal up to rounding); similarity with a constant representation is "
-            f"undefined. Exclude this layer or pass other samples"
-        )
-    complete = alive.numel() == gram.shape[0]
-    scale = diagonal[alive].rsqrt()
-    kept = gram if complete else gram[alive][:, alive]  # indexing copies; most layers keep all
-    correlation = scale[:, None] * kept * scale[None, :]
-    floor = alive.numel() * eps
-    factor, info = torch.linalg.cholesky_ex(correlation)
-    if int(info) == 0 and float(factor.diagonal().min()) ** 2 > floor:
-        return _Whitening(alive, scale, factor, None, complete)
-    values, vectors = torch.linalg.eigh(correlation)
-    keep = values > floor * float(values[-1])
-    return _Whitening(alive, scale, None, vectors[:, keep] * values[keep].rsqrt(), complete)
-
-
-def _whitened_cross(products: _Products, wx: _Whitening, wy: _Whitening) -> torch.Tensor:
-    """W_x^T D_x^-1/2 S_xy D_y^-1/2 W_y, (r_x, r_y): its singular values are the canonical
-    correlations."""
-    cross = wx.normalised_rows(products.xy, wy.columns) * wy.scale[None, :]
-    return wy.apply(wx.apply(cross).T).T
-
-
 def _check_sample_size(n: int, dims_x: int, dims_y: int, method: str) -> None:
     if dims_x + dims_y > n - 1:
         forced = dims_x + dims_y - (n - 1)
@@ -276,7 +222,7 @@ def _check_sample_size(n: int, dims_x: int, dims_y: int, method: str) -> None:
             f"Use at least {math.ceil(max(dims_x, dims_y) / SAMPLE_RATIO_WARNING) + 1} samples "
             f"for values you can compare",
             FewSamplesWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of cca(), svcca() or pwcca(), or of next(pairwise(...))
         )
 
 
@@ -322,43 +268,24 @@ def cca(
         >>> result.dims_x, result.dims_y
         (3, 4)
     """
-    x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
-    products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
+    return _cca(x, y, spatial, rtol, precision)
+
+
+def _cca(x, y, spatial, rtol, precision, sides=None, keys=(None, None)) -> CCAResult:
+    sx, sy, products = _prepare(x, y, spatial, precision, rtol, sides, keys)
     with _small_linalg(products):
-        wx = _whitening(products.xx, products.tolerance_x, products.eps, "x")
-        wy = _whitening(products.yy, products.tolerance_y, products.eps, "y")
+        wx, wy = _whitenings(sx, sy, products)
         _check_sample_size(products.n, wx.rank, wy.rank, "cca")
-        rho = torch.linalg.svdvals(_whitened_cross(products, wx, wy))
+        rho = torch.linalg.svdvals(whitened_cross(products.xy, wx, wy))
     return _result("cca", rho, wx.rank, wy.rank, products.n)
 
 
-def _keep_top(
-    gram: torch.Tensor, tolerance: float, eps: float, variance: float, dims: int | None, name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top principal directions of Xc (eigenvectors of S = Xc^T Xc, (d, k)) and their
-    variances (k,): those above the rank threshold (lambda = s^2 > (rtol ||x||_F)^2 and above
-    eigh's rounding, d * eps * lambda_max), then the first ``dims`` or those explaining
-    ``variance``."""
-    values, vectors = torch.linalg.eigh(gram)
-    values, vectors = values.flip(0), vectors.flip(1)  # descending
-    floor = max(tolerance, gram.shape[0] * eps * float(values[0]))
-    rank = int((values > floor).sum())
-    if rank == 0:
-        raise DegenerateInputError(
-            f"{name} has no variance above the rank threshold ({int(gram.shape[0])} features, "
-            f"every sample equal up to rounding); similarity with a constant representation is "
-            f"undefined. Exclude this layer or pass other samples"
-        )
-    if dims is None:
-        k = intrinsic_dimension(_numpy(values[:rank]), variance)
-    elif dims > rank:
-        raise SimilarityInputError(
-            f"svcca: dims={dims} for {name}, but {name} has only {rank} directions above the "
-            f"rank threshold; pass dims <= {rank} or use variance=..."
-        )
-    else:
-        k = dims
-    return vectors[:, :k], values[:k]
+def _whitenings(sx: _Side, sy: _Side, products: _Products) -> tuple[Whitening, Whitening]:
+    """Each side's whitening, computed once per side."""
+    eps = products.eps
+    wx = sx.once("whitening", lambda: whitening(sx.gram, sx.tolerance, eps, "x"))
+    wy = sy.once("whitening", lambda: whitening(sy.gram, sy.tolerance, eps, "y"))
+    return wx, wy
 
 
 def svcca(
@@ -391,17 +318,28 @@ def svcca(
         >>> result.dims_x, result.dims_y, round(result.similarity, 4)
         (2, 2, 1.0)
     """
+    return _svcca(x, y, variance, _svcca_dims(variance, dims), spatial, rtol, precision)
+
+
+def _svcca_dims(variance, dims) -> tuple[int | None, int | None]:
+    """Check svcca's ``variance`` and ``dims``; the dims for each side."""
     if not 0.0 < variance <= 1.0:
         raise SimilarityInputError(f"svcca: variance must be in (0, 1], got {variance!r}")
     dims_x, dims_y = (dims, dims) if dims is None or isinstance(dims, int) else dims
     for value in (dims_x, dims_y):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise SimilarityInputError(f"svcca: dims must be positive ints, got {dims!r}")
-    x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
-    products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
+    return dims_x, dims_y
+
+
+def _svcca(x, y, variance, dims, spatial, rtol, precision, sides=None, keys=(None, None)):
+    sx, sy, products = _prepare(x, y, spatial, precision, rtol, sides, keys)
+    eps = products.eps
     with _small_linalg(products):
-        vx, lx = _keep_top(products.xx, products.tolerance_x, products.eps, variance, dims_x, "x")
-        vy, ly = _keep_top(products.yy, products.tolerance_y, products.eps, variance, dims_y, "y")
+        vx, lx = sx.once(("top", variance, dims[0]), lambda: keep_top(
+            sx.gram, sx.tolerance, eps, variance, dims[0], "x"))  # fmt: skip
+        vy, ly = sy.once(("top", variance, dims[1]), lambda: keep_top(
+            sy.gram, sy.tolerance, eps, variance, dims[1], "y"))  # fmt: skip
         _check_sample_size(products.n, lx.numel(), ly.numel(), "svcca")
         # The reduced matrices Xc V_x have the diagonal covariance diag(lambda_x): whitening is
         # a division.
@@ -436,24 +374,95 @@ def pwcca(
         >>> round(result.mean, 1), result.similarity > 0.85
         (0.5, True)
     """
+    _check_weights_from(weights_from)
+    return _pwcca(x, y, weights_from, spatial, rtol, precision)
+
+
+def _check_weights_from(weights_from) -> None:
     if weights_from not in ("x", "y", "smaller"):
         raise SimilarityInputError(
             f"pwcca: weights_from must be 'x', 'y' or 'smaller', got {weights_from!r}"
         )
-    x, y, (eps_x, eps_y) = pair(x, y, spatial, precision, min_samples=2)
-    products = _products(x, y, eps_x, eps_y, rtol, DTYPES[precision])
+
+
+def _pwcca(x, y, weights_from, spatial, rtol, precision, sides=None, keys=(None, None)):
+    sx, sy, products = _prepare(x, y, spatial, precision, rtol, sides, keys)
     with _small_linalg(products):
-        wx = _whitening(products.xx, products.tolerance_x, products.eps, "x")
-        wy = _whitening(products.yy, products.tolerance_y, products.eps, "y")
+        wx, wy = _whitenings(sx, sy, products)
         dims_x, dims_y = wx.rank, wy.rank
         _check_sample_size(products.n, dims_x, dims_y, "pwcca")
-        u, rho, vh = torch.linalg.svd(_whitened_cross(products, wx, wy), full_matrices=False)
+        u, rho, vh = torch.linalg.svd(whitened_cross(products.xy, wx, wy), full_matrices=False)
         side = weights_from if weights_from != "smaller" else ("x" if dims_x <= dims_y else "y")
         # <h_i, x_k> for every variate i and neuron k: h_i = Xc D^-1/2 W u_i, so this is
         # u_i^T W^T D^-1/2 S[:, k], (c, d), without forming the (n, c) variates.
         if side == "x":
-            projections = u.T @ wx.whitened_rows(products.xx)
+            projections = u.T @ sx.once("rows", lambda: wx.whitened_rows(sx.gram))
         else:
-            projections = vh @ wy.whitened_rows(products.yy)
+            projections = vh @ sy.once("rows", lambda: wy.whitened_rows(sy.gram))
         alpha = projections.abs().sum(dim=1)
     return _result("pwcca", rho, dims_x, dims_y, products.n, alpha / alpha.sum(), side)
+
+
+def pairwise(
+    method: Literal["cca", "svcca", "pwcca"],
+    xs: Sequence,
+    ys: Sequence | None = None,
+    **options,
+) -> Iterator[tuple[int, int, CCAResult | SimilarityInputError]]:
+    """``method`` for every pair (xs[i], ys[j]), row by row, with each input's share of the work
+    done once: centring, its own product X_c^T X_c and its whitening (or its top directions).
+    Each pair then costs its cross product and a small SVD instead of a whole call: on a
+    layers x layers matrix about a third of calling the measure pair by pair
+    (docs/performance.md, "Similarity").
+
+    Args:
+        method: ``"cca"``, ``"svcca"`` or ``"pwcca"``.
+        xs, ys: inputs as the measure takes them, the same samples in every one; ``ys`` None
+            compares ``xs`` with itself (each input prepared once for both roles).
+        options: the measure's keyword arguments (``spatial``, ``rtol``, ``precision``,
+            ``variance``, ``dims``, ``weights_from``), checked before any work.
+
+    Yields ``(i, j, result)``, ``result`` being what the measure returns, or the
+    :class:`~layerscope.errors.SimilarityInputError` it raised for that pair (a layer without
+    variance, too few samples), so one pair does not end the others. Memory: the prepared
+    ``ys`` (each centred in the compute dtype) and one prepared x at a time.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> xs = [torch.randn(300, 4, generator=g, dtype=torch.float64) for _ in range(2)]
+        >>> values = {(i, j): r.similarity for i, j, r in pairwise("cca", xs)}
+        >>> round(values[0, 0], 6), round(values[0, 1], 6) == round(cca(xs[0], xs[1]).similarity, 6)
+        (1.0, True)
+    """
+    spatial, rtol = options.pop("spatial", None), options.pop("rtol", None)
+    precision = options.pop("precision", "float64")
+    if method == "cca":
+        core = functools.partial(_cca, spatial=spatial, rtol=rtol, precision=precision)
+    elif method == "svcca":
+        variance = options.pop("variance", DEFAULT_DELTA)
+        dims = _svcca_dims(variance, options.pop("dims", None))
+        core = functools.partial(_svcca, variance=variance, dims=dims, spatial=spatial,
+                                 rtol=rtol, precision=precision)  # fmt: skip
+    elif method == "pwcca":
+        weights_from = options.pop("weights_from", "x")
+        _check_weights_from(weights_from)
+        core = functools.partial(_pwcca, weights_from=weights_from, spatial=spatial, rtol=rtol,
+                                 precision=precision)  # fmt: skip
+    else:
+        raise SimilarityInputError(
+            f"pairwise: method must be 'cca', 'svcca' or 'pwcca', got {method!r}"
+        )
+    if options:
+        raise SimilarityInputError(f"{method}: unknown options {sorted(options)}")
+    same = ys is None
+    ys = xs if same else ys
+    sides: dict = {}
+    for i, x in enumerate(xs):
+        for j, y in enumerate(ys):
+            keys = (("y", i) if same else ("x", i), ("y", j))
+            try:
+                yield i, j, core(x, y, sides=sides, keys=keys)
+            except SimilarityInputError as error:
+                yield i, j, error
+        if not same:
+            sides.pop(("x", i), None)

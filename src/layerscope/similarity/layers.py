@@ -31,7 +31,6 @@ import contextlib
 import copy
 import html
 import inspect
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +41,11 @@ import torch
 from torch import nn
 
 from layerscope.errors import (
-    DegenerateInputError,
     OptionTypeError,
     SimilarityInputError,
-    UndefinedSimilarityWarning,
 )
 from layerscope.similarity.alignment import MinibatchCKA
+from layerscope.similarity.gathered import Gathered
 from layerscope.similarity.inputs import Spatial
 from layerscope.similarity.measures import MEASURES
 from layerscope.stats.samples import SPATIAL_MODES, feature_map_matrix
@@ -219,55 +217,12 @@ def _check_measure(measure: str, spatial: Spatial | None) -> str:
     return spatial
 
 
-class _Gathered:
-    """Rows of every layer on both sides, up to max_samples, for the CCA family."""
-
-    def __init__(self, num_x: int, num_y: int, max_samples: int) -> None:
-        self.xs: list[list[torch.Tensor]] = [[] for _ in range(num_x)]
-        self.ys: list[list[torch.Tensor]] = [[] for _ in range(num_y)]
-        self.max_samples = max_samples
-        self.count = 0
-
-    @property
-    def full(self) -> bool:
-        return self.count >= self.max_samples
-
-    def update(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> None:
-        take = self.max_samples - self.count
-        for store, items in ((self.xs, xs), (self.ys, ys)):
-            for rows, item in zip(store, items, strict=True):
-                rows.append(item[:take].to("cpu"))
-        self.count += min(take, xs[0].shape[0])
-
-    def compute(self, measure: str, rows, cols, options: Mapping[str, Any]) -> np.ndarray:
-        function = MEASURES.get(measure).function
-        xs = [torch.cat(parts) for parts in self.xs]
-        ys = [torch.cat(parts) for parts in self.ys]
-        values = np.full((len(xs), len(ys)), np.nan)
-        undefined = []
-        for i, x in enumerate(xs):
-            for j, y in enumerate(ys):
-                try:
-                    values[i, j] = float(function(x, y, **options))
-                except DegenerateInputError:
-                    undefined.append((rows[i], cols[j]))
-                except SimilarityInputError as error:
-                    raise type(error)(f"layers {rows[i]!r} vs {cols[j]!r}: {error}") from None
-        if undefined:
-            warnings.warn(
-                f"{measure} is undefined (NaN) for {undefined}: a layer had no variance",
-                UndefinedSimilarityWarning,
-                stacklevel=3,
-            )
-        return values
-
-
 def _accumulator(measure, num_x, num_y, unbiased, max_samples):
     if MEASURES.get(measure).streaming:
         return MinibatchCKA(num_x, num_y, unbiased=unbiased)
     if not isinstance(max_samples, int) or max_samples < 2:
         raise SimilarityInputError(f"max_samples must be an int >= 2, got {max_samples!r}")
-    return _Gathered(num_x, num_y, max_samples)
+    return Gathered(num_x, num_y, max_samples)
 
 
 def _check_options(measure: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -368,7 +323,7 @@ def layer_similarity(
             xs = rec_a.run(inputs)
             ys = xs if same else [y.to(xs[0].device) for y in rec_b.run(inputs)]
             acc.update(xs, ys)
-            if isinstance(acc, _Gathered) and acc.full:
+            if isinstance(acc, Gathered) and acc.full:
                 break
         values, count = _finish(acc, measure, rec_a.names, rec_b.names, options)
     return SimilarityMatrix(values, rec_a.names, rec_b.names, measure, count, spatial)
@@ -489,7 +444,7 @@ def _layers_against_reference(
         curs = current.run(inputs)
         for acc, cur, ref in zip(accs, curs, refs, strict=True):
             acc.update([cur.to(ref.device)], [ref])
-        if isinstance(accs[0], _Gathered) and accs[0].full:
+        if isinstance(accs[0], Gathered) and accs[0].full:
             break
     row, num_samples = [], 0
     for acc, name in zip(accs, names, strict=True):
