@@ -32,6 +32,9 @@ principal directions from the eigendecomposition of S_xx. The cost is the three 
 decompositions of d x d matrices; the rounding is about cond(R)^2 * eps (R: the neurons'
 correlation matrix) instead of the cond(R) * eps of orthonormal bases of the data, far below
 what float32 activations carry unless the neurons are nearly collinear.
+The d x d part is in :mod:`layerscope.similarity.whitening`. Over many pairs
+(:func:`pairwise`, a layers x layers matrix) each input's centring, its own product and its
+whitening are shared by its pairs, which then cost the cross product S_xy and a small SVD.
 
 Robustness. A neuron whose centred sum of squares is at most ``(rtol * ||x||_F)^2``
 (Frobenius norm of the *raw* input; default ``rtol``: the machine epsilon of the input dtype,
@@ -128,7 +131,7 @@ class _Products:
 class _Side:
     """One input centred (one new matrix), its Gram matrix S = Xc^T Xc and rank threshold, and
     what is derived from S alone (its whitening, its top directions) once asked for: all that
-    the pairs an input is in share (:func:`_pairwise` computes each once per input)."""
+    the pairs an input is in share (:func:`pairwise` computes each once per input)."""
 
     centred: torch.Tensor
     residual: torch.Tensor
