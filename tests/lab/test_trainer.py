@@ -80,6 +80,21 @@ def test_a_run_writes_its_folder_and_a_rerun_skips_it(tmp_path):
     assert again.status == "skipped" and len(load(folder)) == len(df)
 
 
+def test_live_report_false_writes_the_report_once_at_the_end(tmp_path, monkeypatch):
+    # A grid of many short runs can skip the per-epoch report: with live_report = false no
+    # epoch writes report.html, the finished run still has one, and the run id is unchanged.
+    from layerscope.report import live
+
+    written = []
+    monkeypatch.setattr(live.ReportWriter, "_write", lambda self, *a: written.append(1))
+    cfg = config(tmp_path, live_report=False, run_id=None)
+    result = run_one(cfg, progress=False)
+    assert written == [] and (result.run_dir / "report.html").is_file()
+    assert config(tmp_path, run_id=None).run_id == cfg.run_id  # a technical key
+    run_one(config(tmp_path, run_id="live"), progress=False)
+    assert len(written) == 2  # the default: one report per epoch
+
+
 def test_loss_is_the_per_sample_mean(tmp_path):
     cfg = config(tmp_path, epochs=1)
     run_one(cfg, progress=False)

@@ -28,8 +28,8 @@ Run folders. Each run writes to ``<logs_dir>/<model>/<dataset>/<resolution>/<run
 default ``"logs"``) is relative to the file's folder; in a mapping, to the working directory.
 ``run_id`` defaults to ``"{hash}"``: the first 8 hex digits of the SHA-256 of the resolved
 config without the technical keys that do not change the result (``logs_dir``, ``device``,
-``num_workers``, ``probes``, ``probe_preset``, ``checkpoints``, ``on_nonfinite``, ``run_id``
-and the technical tracker options), so the same config run from another directory, or copied
+``num_workers``, ``probes``, ``probe_preset``, ``live_report``, ``checkpoints``,
+``on_nonfinite``, ``run_id`` and the technical tracker options), so the same config run from another directory, or copied
 to another folder, keeps its run ids. Re-running a config therefore finds its folders again,
 also after other values were added to the grid; changing any experimental value (or a
 default, in a later version) gives a new folder. ``run_id`` may be a template over the
@@ -200,6 +200,9 @@ class RunConfig:
         default="standardized",
         metadata=rule("'standardized' or 'dissertation'", lambda v: v in PROBE_PRESETS),
     )
+    # Rewrite the run's report.html at every epoch end; false: only when the run ends (a grid of
+    # many short runs spends less time on reports).
+    live_report: bool = True
     # Data-loader worker processes; 0 loads in the training process.
     num_workers: int = field(default=0, metadata=rule(">= 0", lambda v: v >= 0))
     # Checkpoints kept per run: checkpoints.keep = 2 (default) or "all".

@@ -42,6 +42,7 @@ TECHNICAL_KEYS = (
     "num_workers",
     "probes",
     "probe_preset",
+    "live_report",
     "checkpoints",
     "on_nonfinite",
     "run_id",

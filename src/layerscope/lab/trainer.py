@@ -350,7 +350,7 @@ def _tracker(cfg: RunConfig, model: nn.Module, folder: Path, start: int) -> Trac
     sinks = sinks if "sqlite" in sinks else ("sqlite", *sinks)
     return Tracker(model, folder, run=cfg.run_id, options=cfg.tracker, sinks=sinks,
                    start_epoch=start, metadata={"config": cfg.to_dict()},
-                   callbacks=[ReportWriter()])  # fmt: skip
+                   callbacks=[ReportWriter()] if cfg.live_report else [])  # fmt: skip
 
 
 @dataclass
