@@ -9,26 +9,13 @@ from layerscope.cli import _one_line_warnings, main
 from layerscope.commands.run import apply_overrides
 from layerscope.lab.console import quiet, say, show_bars
 
-CONFIG = """
-model = "mlp"
-model_kwargs = {input_size = 8, hidden = {value = [8]}}
-resolution = 8
-epochs = 1
-batch_size = 256
-device = "cpu"
-metrics = ["accuracy"]
-run_id = "s{seed}"
-"""
+
+def _config(tiny_run_config, tmp_path):
+    return tiny_run_config(tmp_path, f'run_id = "s{{seed}}"\nlogs_dir = "{tmp_path / "logs"}"\n')
 
 
-def _config(tmp_path):
-    path = tmp_path / "c.toml"
-    path.write_text(CONFIG + f'logs_dir = "{tmp_path / "logs"}"\n')
-    return path
-
-
-def test_set_overrides_keys_and_sweeps(tmp_path, capsys):
-    path = _config(tmp_path)
+def test_set_overrides_keys_and_sweeps(tiny_run_config, tmp_path, capsys):
+    path = _config(tiny_run_config, tmp_path)
     assert main(["run", str(path), "--dry-run", "--set", "seed=[1, 2]", "--set",
                  "optimizer.lr=0.5"]) == 0  # fmt: skip
     out = capsys.readouterr().out
@@ -46,8 +33,10 @@ def test_set_overrides_keys_and_sweeps(tmp_path, capsys):
     assert "with --set epocs=2" in err and "epochs" in err
 
 
-def test_a_run_prints_its_report_and_dry_run_says_where_each_run_stands(tmp_path, capsys):
-    path = _config(tmp_path)
+def test_a_run_prints_its_report_and_dry_run_says_where_each_run_stands(
+    tiny_run_config, tmp_path, capsys
+):
+    path = _config(tiny_run_config, tmp_path)
     assert main(["run", str(path), "--no-progress"]) == 0
     captured = capsys.readouterr()
     folder = tmp_path / "logs" / "mlp" / "digits" / "8" / "s0"

@@ -8,26 +8,11 @@ from pathlib import Path
 from layerscope.cli import main
 from layerscope.lab.config import load_config, run_dir
 
-CONFIG = """
-model = "mlp"
-model_kwargs = {input_size = 8, hidden = {value = [8]}}
-resolution = 8
-epochs = 1
-batch_size = 256
-device = "cpu"
-metrics = ["accuracy"]
-"""
 
-
-def _config_in(folder: Path, extra: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "c.toml"
-    path.write_text(CONFIG + extra)
-    return path
-
-
-def test_a_file_run_from_another_directory_writes_under_the_files_folder(tmp_path, monkeypatch):
-    path = _config_in(tmp_path / "sweeps", 'logs_dir = "out"\nrun_id = "r"\n')
+def test_a_file_run_from_another_directory_writes_under_the_files_folder(
+    tiny_run_config, tmp_path, monkeypatch
+):
+    path = tiny_run_config(tmp_path / "sweeps", 'logs_dir = "out"\nrun_id = "r"\n')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -40,17 +25,23 @@ def test_a_file_run_from_another_directory_writes_under_the_files_folder(tmp_pat
     assert run.logs_dir == "sweeps/out" and run_dir(run) == Path("sweeps/out/mlp/digits/8/r")
 
 
-def test_the_default_logs_dir_and_sweeps_of_it_are_relative_to_the_file(tmp_path, monkeypatch):
+def test_the_default_logs_dir_and_sweeps_of_it_are_relative_to_the_file(
+    tiny_run_config, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
-    (run,) = load_config(_config_in(tmp_path / "a"))
+    (run,) = load_config(tiny_run_config(tmp_path / "a"))
     assert Path(run.logs_dir) == tmp_path / "a" / "logs"
-    path = _config_in(tmp_path / "b", f'logs_dir = ["../x", "{(tmp_path / "abs").as_posix()}"]\n')
+    path = tiny_run_config(
+        tmp_path / "b", f'logs_dir = ["../x", "{(tmp_path / "abs").as_posix()}"]\n'
+    )
     grid = load_config(Path("b") / path.name)
     assert [r.logs_dir for r in grid] == ["x", (tmp_path / "abs").as_posix()]
 
 
-def test_set_logs_dir_is_relative_to_the_working_directory(tmp_path, monkeypatch, capsys):
-    path = _config_in(tmp_path / "sweeps", 'logs_dir = "out"\nrun_id = "r"\n')
+def test_set_logs_dir_is_relative_to_the_working_directory(
+    tiny_run_config, tmp_path, monkeypatch, capsys
+):
+    path = tiny_run_config(tmp_path / "sweeps", 'logs_dir = "out"\nrun_id = "r"\n')
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
@@ -71,9 +62,11 @@ def test_a_dict_config_is_relative_to_the_working_directory(tmp_path, monkeypatc
     assert default.logs_dir == "logs"
 
 
-def test_the_run_id_hash_does_not_depend_on_where_the_config_lies_or_runs(tmp_path, monkeypatch):
-    first = _config_in(tmp_path / "one")
-    second = _config_in(tmp_path / "two" / "deeper")
+def test_the_run_id_hash_does_not_depend_on_where_the_config_lies_or_runs(
+    tiny_run_config, tmp_path, monkeypatch
+):
+    first = tiny_run_config(tmp_path / "one")
+    second = tiny_run_config(tmp_path / "two" / "deeper")
     monkeypatch.chdir(tmp_path / "one")
     (a,) = load_config(first)
     monkeypatch.chdir(tmp_path / "two")
