@@ -56,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -439,27 +440,26 @@ def pairwise(
         >>> round(values[0, 0], 6), round(values[0, 1], 6) == round(cca(xs[0], xs[1]).similarity, 6)
         (1.0, True)
     """
-    spatial, rtol = options.pop("spatial", None), options.pop("rtol", None)
-    precision = options.pop("precision", "float64")
-    dims = (None, None)
-    if method == "cca":
-        core = functools.partial(_cca, spatial=spatial, rtol=rtol, precision=precision)
-    elif method == "svcca":
-        variance = options.pop("variance", DEFAULT_DELTA)
-        dims = _svcca_dims(variance, options.pop("dims", None))
-        core = functools.partial(_svcca, variance=variance, dims=dims, spatial=spatial,
-                                 rtol=rtol, precision=precision)  # fmt: skip
-    elif method == "pwcca":
-        weights_from = options.pop("weights_from", "x")
-        _check_weights_from(weights_from)
-        core = functools.partial(_pwcca, weights_from=weights_from, spatial=spatial, rtol=rtol,
-                                 precision=precision)  # fmt: skip
-    else:
+    public = {"cca": cca, "svcca": svcca, "pwcca": pwcca}.get(method)
+    if public is None:
         raise SimilarityInputError(
             f"pairwise: method must be 'cca', 'svcca' or 'pwcca', got {method!r}"
         )
-    if options:
-        raise SimilarityInputError(f"{method}: unknown options {sorted(options)}")
+    parameters = inspect.signature(public).parameters.values()
+    given = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+    if unknown := sorted(set(options) - set(given)):
+        raise SimilarityInputError(f"{method}: unknown options {unknown}")
+    given.update(options)  # the measure's own defaults, then what was passed
+    common = {key: given[key] for key in ("spatial", "rtol", "precision")}
+    dims = (None, None)
+    if method == "cca":
+        core = functools.partial(_cca, **common)
+    elif method == "svcca":
+        dims = _svcca_dims(given["variance"], given["dims"])
+        core = functools.partial(_svcca, variance=given["variance"], dims=dims, **common)
+    else:
+        _check_weights_from(given["weights_from"])
+        core = functools.partial(_pwcca, weights_from=given["weights_from"], **common)
     same = ys is None
     ys = xs if same else ys
     # CCA, and SVCCA with the same dims on both sides, are symmetric: (j, i) is (i, j).
